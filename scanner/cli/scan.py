@@ -1,0 +1,132 @@
+"""``scanner scan``: folders of audio to a results table."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from scanner.cli.options import parse_backbones, parse_weights, per_backbone, split_csv
+
+log = logging.getLogger("scanner")
+
+
+@click.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+              default="results.parquet", show_default=True,
+              help="Results table: .parquet (default) or .csv.")
+@click.option("--format", "output_format", type=click.Choice(["parquet", "csv"]),
+              help="Output format (default: from the output's suffix).")
+@click.option("--backbone", "backbone", default="yamnet", show_default=True,
+              help="Backbone(s): yamnet, wav2vec2, or both as 'yamnet,wav2vec2' (an ensemble).")
+@click.option("--model", "models", multiple=True, metavar="SRC",
+              help="Model source: a .tflite file, a SavedModel/Hugging Face folder, or a hub "
+                   "handle. Default: $SCANNER_MODEL_DIR, then the hub. With several backbones: "
+                   "BACKBONE=SRC (repeatable).")
+@click.option("--head", "heads", multiple=True, metavar="HEAD",
+              help="Head folder made by 'scanner train', or a built-in name ('default', "
+                   "'audioset'). With several backbones: BACKBONE=HEAD (repeatable).")
+@click.option("--weights", help="Ensemble weights, e.g. 'yamnet=0.6,wav2vec2=0.4' (default equal).")
+@click.option("--ext", "extensions", multiple=True,
+              help="Audio extensions to look for (repeatable or comma list). "
+                   "Default: wav flac ogg oga opus mp3 m4a aac aif aiff wma.")
+@click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
+@click.option("--exclude", multiple=True, help="Skip files matching this glob (repeatable).")
+@click.option("--hidden", is_flag=True, help="Also scan hidden files and folders.")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Follow symlinked folders and files outside the scanned folder.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Decode processes (default: one per core; 0 decodes in the main process).")
+@click.option("--threads", type=click.IntRange(min=1), help="Model threads (default: one per core).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-seconds", "batch_s", type=click.FloatRange(min=1), default=60.0,
+              show_default=True, help="Seconds of audio per model batch.")
+@click.option("--max-duration", "max_duration_s", type=click.FloatRange(min=0.1),
+              help="Analyse at most this many seconds of each file (the row says it was cut).")
+@click.option("--decode-timeout", "decode_timeout_s", type=click.FloatRange(min=1), default=300.0,
+              show_default=True, help="Stop decoding a file after this many seconds (error 'timeout').")
+@click.option("--resume", is_flag=True,
+              help="Keep rows already in OUTPUT (or its committed parts) and scan only the rest.")
+@click.pass_context
+def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: str | None,
+         backbone: str, models: tuple[str, ...], heads: tuple[str, ...], weights: str | None,
+         extensions: tuple[str, ...], include: tuple[str, ...], exclude: tuple[str, ...],
+         hidden: bool, follow_symlinks: bool, workers: int | None, threads: int | None,
+         device: str, batch_s: float, max_duration_s: float | None,
+         decode_timeout_s: float, resume: bool) -> None:
+    """Scan PATHS (folders, recursively, and files) and write one row per audio file.
+
+    \b
+    Examples:
+      scanner scan ~/recordings -o results.parquet
+      scanner scan a/ b/ -o results.csv --exclude '*/tmp/*'
+      scanner scan ~/recordings --backbone yamnet,wav2vec2 -o both.parquet
+    """
+    from scanner.cli import EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_LOAD_FAILED
+    from scanner.config import ScanConfig
+    from scanner.errors import ScannerError
+    from scanner.pipeline import ScanInterrupted, load_classifier
+    from scanner.pipeline import scan as run_scan
+
+    names = parse_backbones(backbone)
+    config = ScanConfig(
+        backbones=names, models=per_backbone(models, names, "--model"),
+        heads=per_backbone(heads, names, "--head"), weights=parse_weights(weights, names),
+        extensions=split_csv(extensions) or None, include=include, exclude=exclude,
+        hidden=hidden, follow_symlinks=follow_symlinks, workers=workers, threads=threads,
+        device=device, batch_s=batch_s, max_duration_s=max_duration_s,
+        decode_timeout_s=decode_timeout_s, resume=resume, output_format=output_format)
+    try:
+        classifier = load_classifier(config)
+    except ScannerError as e:
+        log.error("%s", e)
+        ctx.exit(EXIT_LOAD_FAILED)
+
+    quiet = ctx.obj.get("verbosity", 0) < 0
+    bar = _ProgressBar(disable=quiet)
+    try:
+        summary = run_scan(paths, out, config, classifier=classifier, on_files=bar.start,
+                           on_row=bar.update)
+    except ScanInterrupted as e:
+        bar.close()
+        log.warning("interrupted after %d files; committed rows are kept. Continue with: "
+                    "scanner scan ... -o %s --resume", e.summary.files, out)
+        ctx.exit(EXIT_INTERRUPTED)
+    except ScannerError as e:
+        bar.close()
+        log.error("%s", e)
+        ctx.exit(EXIT_LOAD_FAILED)
+    bar.close()
+    click.echo(summary.line(), err=True)
+    if summary.errors:
+        ctx.exit(EXIT_FILE_ERRORS)
+
+
+class _ProgressBar:
+    """tqdm on stderr, counting files and audio hours."""
+
+    def __init__(self, *, disable: bool) -> None:
+        self.disable = disable
+        self._bar = None
+
+    def start(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, unit="file", file=sys.stderr, disable=self.disable,
+                         dynamic_ncols=True, desc="scanning")
+        self._audio_s = 0.0
+
+    def update(self, row: dict) -> None:
+        if self._bar is None:
+            return
+        self._audio_s += row.get("duration_s") or 0.0
+        self._bar.set_postfix_str(f"{self._audio_s / 3600:.2f} h audio", refresh=False)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,66 @@
+"""The scan's settings as one frozen, serialisable record (written into the table's metadata)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Everything that decides what ``scan`` reads and how it computes a row.
+
+    Attributes:
+        backbones: Backbone names, e.g. ``("yamnet",)`` or ``("yamnet", "wav2vec2")``.
+        models: Model source per backbone (hub handle, folder or file); missing -> default.
+        heads: Head per backbone (built-in name or folder); missing -> the backbone's default.
+        weights: Ensemble weight per backbone (missing -> 1).
+        workers: Decode processes (None: one per core).
+        threads: Model threads (None: one per core).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_s: Seconds of audio per model batch.
+        part_s: Long files are decoded in parts of this length (bounded memory).
+        max_duration_s: Only the first this-many seconds of each file are analysed.
+        decode_timeout_s: A decode that takes longer is stopped and recorded as ``timeout``.
+        resume: Skip files already in the output (same path, size and mtime).
+        output_format: ``parquet`` or ``csv`` (None: from the output's suffix).
+    """
+
+    backbones: tuple[str, ...] = ("yamnet",)
+    models: dict[str, str] = field(default_factory=dict)
+    heads: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    extensions: tuple[str, ...] | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    hidden: bool = False
+    follow_symlinks: bool = False
+    workers: int | None = None
+    threads: int | None = None
+    device: str = "auto"
+    batch_s: float = 60.0
+    part_s: float = 120.0
+    max_duration_s: float | None = None
+    decode_timeout_s: float | None = 300.0
+    resume: bool = False
+    output_format: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.backbones:
+            raise ValueError("at least one backbone is needed")
+        if self.batch_s <= 0 or self.part_s <= 0:
+            raise ValueError("batch_s and part_s must be positive")
+        if self.max_duration_s is not None and self.max_duration_s <= 0:
+            raise ValueError(f"max_duration_s must be positive, got {self.max_duration_s}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScanConfig:
+        names = {f.name for f in fields(cls)}
+        clean = {k: v for k, v in data.items() if k in names}
+        for key in ("backbones", "extensions", "include", "exclude"):
+            if clean.get(key) is not None:
+                clean[key] = tuple(clean[key])
+        return cls(**clean)

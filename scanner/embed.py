@@ -1,0 +1,161 @@
+"""Decode files in parallel and embed them in batches: the stream that ``scan`` and ``train`` share.
+
+Decoded clips from the worker pool are gathered into batches of about ``batch_s`` seconds
+of audio, each batch goes through every backbone's ``embed_batch`` (few, large model
+calls), and the parts of a long file are stitched back together, so the consumer sees one
+:class:`FileResult` per file, in discovery order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scanner.backbones.base import Backbone
+from scanner.decode import plan_tasks
+from scanner.decode_pool import DecodePool
+from scanner.records import AudioFile, DecodedClip, DecodeFailure, Embedding
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[NDArray[np.float32]], NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """Facts about the original file, for the results table."""
+
+    orig_sample_rate_hz: int
+    channels: int
+    duration_s: float
+    decoder: str
+    seconds_taken: float
+    truncated_to_s: float | None = None
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Everything the backbones made of one file, or why there is nothing.
+
+    Attributes:
+        embeddings: By backbone name, every patch of the file (``starts_s`` in file time).
+    """
+
+    file: AudioFile
+    info: ClipInfo | None = None
+    embeddings: Mapping[str, Embedding] = field(default_factory=dict)
+    failure: DecodeFailure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def _merge(parts: list[Embedding]) -> Embedding:
+    if len(parts) == 1:
+        return parts[0]
+    scores = None if parts[0].scores is None else np.concatenate([p.scores for p in parts])
+    return Embedding(np.concatenate([p.embeddings for p in parts]),
+                     np.concatenate([p.starts_s for p in parts]), parts[0].window_s, scores)
+
+
+def _shift(emb: Embedding, offset_s: float) -> Embedding:
+    if offset_s == 0:
+        return emb
+    return Embedding(emb.embeddings, emb.starts_s + offset_s, emb.window_s, emb.scores)
+
+
+class _Stitcher:
+    """Collects the parts of each file and emits one FileResult once its last part is in."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, list[Embedding]] = {}
+        self._clip: DecodedClip | None = None
+        self._failed: AudioFile | None = None
+
+    def add(self, item: DecodedClip | DecodeFailure,
+            embeddings: Mapping[str, Embedding] | None) -> FileResult | None:
+        task = item.task
+        if self._failed is not None and self._failed == task.file:
+            return None  # a later part of a file that already failed
+        self._failed = None
+        if isinstance(item, DecodeFailure):
+            self._parts, self._clip = {}, None
+            if task.n_parts > 1 and task.part < task.n_parts - 1:
+                self._failed = task.file
+            return FileResult(task.file, failure=item)
+        if task.part == 0:
+            self._parts = {name: [] for name in embeddings}
+            self._clip = item
+        for name, emb in embeddings.items():
+            self._parts[name].append(_shift(emb, item.offset_s))
+        if task.part < task.n_parts - 1:
+            return None
+        first = self._clip or item
+        info = ClipInfo(first.orig_sample_rate_hz, first.channels, first.duration_s,
+                        first.decoder, first.seconds_taken, item.truncated_to_s)
+        merged = {name: _merge(parts) for name, parts in self._parts.items()}
+        self._parts, self._clip = {}, None
+        return FileResult(task.file, info, merged)
+
+
+def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
+                workers: int | None = None, batch_s: float = 60.0, max_batch_files: int = 256,
+                part_s: float = 120.0, max_duration_s: float | None = None,
+                decode_timeout_s: float | None = None, in_flight: int = 32,
+                transform: Transform | None = None) -> Iterator[FileResult]:
+    """Yields one FileResult per file, in order, embedding with every backbone.
+
+    Args:
+        files: Files to read (see :func:`scanner.discover.discover`).
+        backbones: Models to run; each decoded clip is decoded once and fed to all.
+        workers: Decode processes (None: one per core; 0: decode in this process).
+        batch_s: Seconds of audio gathered before the models run.
+        max_batch_files: Most clips per batch, however short they are.
+        part_s: Long files are decoded and embedded in parts of this length.
+        max_duration_s: Decode at most this much of each file.
+        decode_timeout_s: A file whose decoding takes longer becomes a ``timeout`` failure.
+        in_flight: Decode tasks queued ahead of the models: enough to fill the next batch
+            while the current one runs, few enough to bound memory (parts are <= part_s).
+        transform: Applied to each decoded 16 kHz waveform before embedding (augmentation).
+    """
+    if not backbones:
+        raise ValueError("embed_files needs at least one backbone")
+    rates = {b.sample_rate_hz for b in backbones}
+    if len(rates) != 1:
+        raise ValueError(f"backbones want different sample rates {sorted(rates)}")
+    sample_rate_hz = rates.pop()
+    tasks = plan_tasks(files, part_s=part_s, max_duration_s=max_duration_s)
+    stitcher = _Stitcher()
+    batch: list[DecodedClip | DecodeFailure] = []
+    samples = 0
+
+    def flush() -> Iterator[FileResult]:
+        clips = [item for item in batch if isinstance(item, DecodedClip)]
+        waves = [transform(c.waveform) if transform else c.waveform for c in clips]
+        per_backbone = {b.name: b.embed_batch(waves) if waves else [] for b in backbones}
+        it = iter(range(len(clips)))
+        for item in batch:
+            embs = None
+            if isinstance(item, DecodedClip):
+                i = next(it)
+                embs = {name: out[i] for name, out in per_backbone.items()}
+            result = stitcher.add(item, embs)
+            if result is not None:
+                yield result
+        batch.clear()
+
+    with DecodePool(workers=workers, sample_rate_hz=sample_rate_hz,
+                    timeout_s=decode_timeout_s, in_flight=in_flight) as pool:
+        for item in pool.imap(tasks):
+            batch.append(item)
+            if isinstance(item, DecodedClip):
+                samples += len(item.waveform)
+            if samples >= batch_s * sample_rate_hz or len(batch) >= max_batch_files:
+                yield from flush()
+                samples = 0
+        yield from flush()

@@ -1,0 +1,56 @@
+"""Head registry and loading: a built-in head by name, or a head folder by path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scanner.errors import ScannerError
+from scanner.heads.base import Head
+from scanner.registry import Registry
+
+HEADS: Registry[type[Head]] = Registry("head")
+register_head = HEADS.register
+
+from scanner.heads import audioset, mlp  # noqa: E402,F401
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
+
+def builtin_heads() -> dict[str, Path]:
+    """Built-in head folders shipped in the package, by name (``default``, ``audioset``...)."""
+    if not BUILTIN_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(BUILTIN_DIR.iterdir()) if (p / "head.json").is_file()}
+
+
+def default_head_name(backbone: str) -> str:
+    """The head ``scan`` uses for ``backbone`` when no ``--head`` is given."""
+    names = builtin_heads()
+    for candidate in (f"{backbone}-default", "default" if backbone == "yamnet" else None,
+                      "audioset" if backbone == "yamnet" else None):
+        if candidate and candidate in names:
+            return candidate
+    raise ScannerError(f"no built-in head for backbone {backbone!r}; train one with "
+                       f"'scanner train DATA_DIR --backbone {backbone} -o HEAD' and pass --head HEAD")
+
+
+def load_head(spec: str | Path | None, *, backbone: str = "yamnet") -> Head:
+    """Loads a head: None -> the backbone's default, a built-in name, or a head folder path."""
+    import json
+
+    if spec is None:
+        spec = default_head_name(backbone)
+    path = builtin_heads().get(str(spec)) or Path(spec).expanduser()
+    meta_file = path / "head.json"
+    if not meta_file.is_file():
+        known = ", ".join(builtin_heads()) or "none"
+        raise ScannerError(f"head {str(spec)!r} is neither a built-in head ({known}) "
+                           f"nor a folder with head.json")
+    try:
+        kind = json.loads(meta_file.read_text()).get("kind", "mlp")
+    except json.JSONDecodeError as e:
+        raise ScannerError(f"{meta_file} is not valid JSON: {e}") from e
+    return HEADS.get(kind).load(path)
+
+
+__all__ = ["HEADS", "Head", "builtin_heads", "default_head_name", "load_head", "register_head"]

@@ -1,0 +1,124 @@
+"""The zero-shot head: YAMNet's own AudioSet scores mapped to cry / screaming / not_screaming.
+
+``Crying, sobbing`` and ``Baby cry, infant cry`` count for ``cry`` (the larger of the two),
+``Screaming`` for ``screaming``. Their pooled scores enter a 3-class logistic model on the
+scores' logits, whose few weights were calibrated on real labelled clips (see
+``training/calibrate_audioset.py``); everything else is ``not_screaming``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scanner.errors import HeadMismatchError, ScannerError
+from scanner.heads import register_head
+from scanner.heads.base import Head, Pooling
+from scanner.heads.mlp import HEAD_JSON, softmax
+
+CLASS_SOURCES: dict[str, tuple[str, ...]] = {
+    "cry": ("Crying, sobbing", "Baby cry, infant cry"),
+    "screaming": ("Screaming",),
+}
+
+
+def _logit(p: NDArray[np.float32]) -> NDArray[np.float32]:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+@register_head("audioset")
+class AudioSetHead(Head):
+    """Maps pooled AudioSet scores to the three classes.
+
+    Args:
+        score_index: AudioSet class name -> column in YAMNet's score vector.
+        weight: ``[n_classes, n_mapped]`` logistic weights on the mapped scores' logits.
+        bias: ``[n_classes]``.
+        mapped: Output-free names of the mapped inputs, in weight column order (``cry``, ``screaming``).
+    """
+
+    kind = "audioset"
+    features = "scores"
+
+    def __init__(self, *, classes: tuple[str, ...], score_index: dict[str, int],
+                 mapped: tuple[str, ...], weight: NDArray[np.float32], bias: NDArray[np.float32],
+                 pooling: Pooling = "mean", name: str = "audioset",
+                 extra: dict[str, Any] | None = None) -> None:
+        self.classes = tuple(classes)
+        self.backbone = "yamnet"
+        self.score_index = dict(score_index)
+        self.mapped = tuple(mapped)
+        self.weight = np.asarray(weight, np.float32)
+        self.bias = np.asarray(bias, np.float32)
+        self.pooling = pooling
+        self.name = name
+        self.extra = dict(extra or {})
+        if self.weight.shape != (len(self.classes), len(self.mapped)):
+            raise ValueError(f"weight must be [{len(self.classes)}, {len(self.mapped)}]")
+
+    def mapped_scores(self, scores: NDArray[np.float32]) -> NDArray[np.float32]:
+        """``[n, 521]`` pooled AudioSet scores -> ``[n, len(mapped)]`` scores of the mapped classes."""
+        cols = []
+        for target in self.mapped:
+            idx = [self.score_index[name] for name in CLASS_SOURCES[target]]
+            cols.append(scores[:, idx].max(axis=1))
+        return np.stack(cols, axis=1)
+
+    def predict_proba(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        x = np.atleast_2d(np.asarray(x, np.float32))
+        z = _logit(self.mapped_scores(x))
+        return softmax(z @ self.weight.T + self.bias)
+
+    def check_model(self, backbone: Any) -> None:
+        """Also checks that the model's class map has the mapped classes where expected."""
+        super().check_model(backbone)
+        score_names = backbone.score_names
+        if score_names is None:
+            return
+        for name, idx in self.score_index.items():
+            if idx >= len(score_names) or score_names[idx] != name:
+                raise HeadMismatchError(f"the model's class map has no {name!r} at index {idx}")
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": "scanner-head",
+            "format_version": 1,
+            "kind": self.kind,
+            "name": self.name,
+            "classes": list(self.classes),
+            "backbone": {"name": "yamnet"},
+            "preprocessing": {"features": "scores", "pooling": self.pooling},
+            "score_index": self.score_index,
+            "mapped": list(self.mapped),
+            "weight": self.weight.tolist(),
+            "bias": self.bias.tolist(),
+            **self.extra,
+        }
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / HEAD_JSON).write_text(json.dumps(self.metadata(), indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> AudioSetHead:
+        src = Path(folder)
+        try:
+            meta = json.loads((src / HEAD_JSON).read_text())
+            known = {"format", "format_version", "kind", "name", "classes", "backbone",
+                     "preprocessing", "score_index", "mapped", "weight", "bias"}
+            return cls(classes=tuple(meta["classes"]), score_index=meta["score_index"],
+                       mapped=tuple(meta["mapped"]), weight=np.array(meta["weight"]),
+                       bias=np.array(meta["bias"]),
+                       pooling=meta.get("preprocessing", {}).get("pooling", "mean"),
+                       name=meta.get("name", "audioset"),
+                       extra={k: v for k, v in meta.items() if k not in known})
+        except (OSError, KeyError, ValueError) as e:
+            raise ScannerError(f"cannot read AudioSet head {src}: {e}") from e

@@ -1,0 +1,89 @@
+"""The head interface: pooled backbone features in, per-class probabilities out (numpy only)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scanner.errors import HeadMismatchError
+from scanner.records import Embedding
+
+Features = Literal["embeddings", "scores"]
+Pooling = Literal["mean", "max"]
+
+
+def pool(values: NDArray[np.float32], pooling: Pooling) -> NDArray[np.float32]:
+    """Pools ``[patches, dim]`` over patches to ``[dim]``."""
+    if values.shape[0] == 0:
+        raise ValueError("cannot pool zero patches")
+    out = values.mean(axis=0) if pooling == "mean" else values.max(axis=0)
+    return out.astype(np.float32)
+
+
+class Head(ABC):
+    """Maps pooled features of one backbone to probabilities over ``classes``.
+
+    Attributes:
+        kind: Registry name of the head type (``mlp``, ``audioset``).
+        classes: Output class names, in column order of :meth:`predict_proba`.
+        backbone: Name of the backbone whose features it takes.
+        features: Which backbone output it reads: patch ``embeddings`` or the model's own ``scores``.
+        pooling: How patches are pooled into one vector per file or window.
+    """
+
+    kind: ClassVar[str]
+    classes: tuple[str, ...]
+    backbone: str
+    features: Features = "embeddings"
+    pooling: Pooling = "mean"
+    name: str
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Any) -> Head:
+        """Reads a head folder (``head.json`` + weights)."""
+
+    @abstractmethod
+    def predict_proba(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """``[n, input_dim]`` pooled features -> ``[n, len(classes)]`` probabilities (rows sum to 1)."""
+
+    @abstractmethod
+    def metadata(self) -> dict[str, Any]:
+        """JSON-serialisable description (written to the output table's metadata)."""
+
+    @property
+    def input_dim(self) -> int | None:
+        return None
+
+    def select(self, emb: Embedding) -> NDArray[np.float32]:
+        """The ``[patches, dim]`` array this head reads from a backbone output."""
+        if self.features == "scores":
+            if emb.scores is None:
+                raise HeadMismatchError(f"head {self.name!r} needs the backbone's class scores, "
+                                        f"which backbone {self.backbone!r} did not produce")
+            return emb.scores
+        return emb.embeddings
+
+    def pooled(self, emb: Embedding) -> NDArray[np.float32]:
+        """One pooled feature vector for a whole backbone output."""
+        return pool(self.select(emb), self.pooling)
+
+    def check_model(self, backbone: Any) -> None:
+        """Raises HeadMismatchError unless this head can read ``backbone``'s output."""
+        self.check_backbone(backbone.config())
+
+    def check_backbone(self, backbone_config: dict[str, Any]) -> None:
+        """Raises HeadMismatchError when this head was made for another backbone."""
+        if backbone_config.get("name") != self.backbone:
+            raise HeadMismatchError(
+                f"head {self.name!r} was trained for backbone {self.backbone!r}, "
+                f"not {backbone_config.get('name')!r}; pass a head made for it with --head")
+        dim = self.input_dim
+        if self.features == "embeddings" and dim is not None and \
+                backbone_config.get("embedding_dim") not in (None, dim):
+            raise HeadMismatchError(
+                f"head {self.name!r} takes {dim}-d embeddings but backbone "
+                f"{backbone_config.get('name')!r} gives {backbone_config.get('embedding_dim')}-d")

@@ -1,0 +1,200 @@
+"""The local engine: discover -> decode (worker processes) -> embed -> classify -> write.
+
+:func:`scan` is the library entry point behind ``scanner scan``; it only schedules the
+stages, which live in their own modules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from scanner.classify import Classifier, Model
+from scanner.config import ScanConfig
+from scanner.records import AudioFile
+
+log = logging.getLogger(__name__)
+
+# Error kinds worth another try on --resume; other errors are properties of the file.
+TRANSIENT_ERRORS = frozenset({"timeout", "crashed", "io", "internal"})
+# Rows are committed to disk at least this often, so a kill loses little work.
+COMMIT_ROWS = 256
+COMMIT_EVERY_S = 10.0
+
+
+class ScanInterrupted(Exception):
+    """The scan was stopped (Ctrl-C); committed rows are kept for ``--resume``."""
+
+    def __init__(self, summary: ScanSummary) -> None:
+        super().__init__("scan interrupted")
+        self.summary = summary
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    """What a scan did: counts, audio hours and speed."""
+
+    out: Path
+    files: int
+    ok: int
+    errors: int
+    skipped: int
+    audio_s: float
+    wall_s: float
+
+    @property
+    def x_realtime(self) -> float:
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"{self.files} files ({self.ok} ok, {self.errors} errors"
+                + (f", {self.skipped} already done" if self.skipped else "")
+                + f"), {self.audio_s / 3600:.2f} h of audio in {self.wall_s:.1f} s "
+                f"({self.x_realtime:.0f}x realtime) -> {self.out}")
+
+
+def load_classifier(config: ScanConfig) -> Classifier:
+    """Loads every backbone and its head (raises ModelNotFoundError/ScannerError)."""
+    from scanner.backbones import load_backbone
+    from scanner.heads import load_head
+
+    models = []
+    for name in config.backbones:
+        backbone = load_backbone(name, config.models.get(name), device=config.device,
+                                 threads=config.threads)
+        head = load_head(config.heads.get(name), backbone=name)
+        models.append(Model(backbone, head, config.weights.get(name, 1.0)))
+    return Classifier(models)
+
+
+def table_metadata(config: ScanConfig, classifier: Classifier) -> dict[bytes, bytes]:
+    from scanner import __version__
+
+    meta = {
+        "tool": "scanner",
+        "tool_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "classes": list(classifier.classes),
+        "backbones": [m.backbone.identity for m in classifier.models],
+        "heads": [{"name": m.head.name, "kind": m.head.kind, "backbone": m.head.backbone,
+                   "weight": classifier.weights[m.backbone.name]} for m in classifier.models],
+        "options": config.to_dict(),
+    }
+    return {b"scanner": json.dumps(meta, default=str).encode()}
+
+
+def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None = None, *,
+         classifier: Classifier | None = None,
+         on_files: Callable[[int], None] | None = None,
+         on_row: Callable[[dict[str, Any]], None] | None = None) -> ScanSummary:
+    """Scans ``paths`` and writes one row per audio file to ``out``.
+
+    Args:
+        paths: Folders (walked recursively) and files.
+        out: Output table (``.parquet`` or ``.csv``).
+        config: Scan settings (defaults: YAMNet with its default head).
+        classifier: Already loaded models (else loaded from ``config``).
+        on_files: Called once with the number of files to process (for a progress bar).
+        on_row: Called with each row as it is made (for progress and logging).
+
+    Returns:
+        A summary. Raises ScanInterrupted on Ctrl-C after keeping the committed rows.
+    """
+    from scanner.discover import discover
+    from scanner.embed import embed_files
+    from scanner.rows import arrow_schema, build_row, column_types
+    from scanner.writer import TableSink, format_for
+
+    config = config or ScanConfig()
+    out = Path(out).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    files = discover(paths, extensions=config.extensions, include=config.include,
+                     exclude=config.exclude, hidden=config.hidden,
+                     follow_symlinks=config.follow_symlinks)
+    classifier = classifier or load_classifier(config)
+    names = [m.backbone.name for m in classifier.models]
+    schema = arrow_schema(column_types(classifier.classes, names),
+                          table_metadata(config, classifier))
+    sink = TableSink(out, schema, fmt=format_for(out, config.output_format), resume=config.resume)
+    todo, skipped, redo = _resume_filter(files, sink.previous_rows()) if config.resume \
+        else (files, 0, set())
+    if on_files:
+        on_files(len(todo))
+    backbone_label = "+".join(names)
+    head_label = "+".join(m.head.name for m in classifier.models)
+    counts = {"ok": 0, "error": 0}
+    audio_s = 0.0
+    pending: list[dict[str, Any]] = []
+    committed = time.monotonic()
+
+    try:
+        for result in embed_files(todo, classifier.backbones, workers=config.workers,
+                                  batch_s=config.batch_s, part_s=config.part_s,
+                                  max_duration_s=config.max_duration_s,
+                                  decode_timeout_s=config.decode_timeout_s):
+            row = _row_for(result, classifier, backbone_label, head_label, build_row)
+            counts[row["status"]] += 1
+            audio_s += row["duration_s"] or 0.0
+            pending.append(row)
+            if on_row:
+                on_row(row)
+            if len(pending) >= COMMIT_ROWS or time.monotonic() - committed > COMMIT_EVERY_S:
+                sink.write(pending)
+                pending, committed = [], time.monotonic()
+        sink.write(pending)
+        pending = []
+    except KeyboardInterrupt:
+        sink.write(pending)
+        sink.abort()
+        raise ScanInterrupted(ScanSummary(out, counts["ok"] + counts["error"], counts["ok"],
+                                          counts["error"], skipped, audio_s,
+                                          time.monotonic() - start)) from None
+    sink.finish(drop_paths=redo)
+    return ScanSummary(out, len(todo), counts["ok"], counts["error"], skipped, audio_s,
+                       time.monotonic() - start)
+
+
+def _row_for(result, classifier: Classifier, backbone_label: str, head_label: str,
+             build_row) -> dict[str, Any]:
+    classes = classifier.classes
+    if not result.ok:
+        log.warning("%s: %s (%s)", result.file.path, result.failure.message, result.failure.kind)
+        if result.failure.details:
+            log.debug("decoder chain for %s: %s", result.file.path, "; ".join(result.failure.details))
+        if result.failure.traceback:
+            log.debug("%s", result.failure.traceback)
+        return build_row(result, None, classes=classes, backbone=backbone_label, head=head_label)
+    try:
+        prediction = classifier.predict_file(result.embeddings)
+    except Exception as e:  # noqa: BLE001 - one file's failure must not stop the scan
+        log.warning("%s: classification failed: %s", result.file.path, e, exc_info=True)
+        return build_row(result, None, classes=classes, backbone=backbone_label, head=head_label,
+                         error=f"classification failed: {e}", error_kind="model")
+    return build_row(result, prediction, classes=classes, backbone=backbone_label,
+                     head=head_label)
+
+
+def _resume_filter(files: list[AudioFile], previous: list[dict[str, Any]]
+                   ) -> tuple[list[AudioFile], int, set[str]]:
+    """Files still to do, how many are done, and earlier rows to replace (transient errors)."""
+    done: dict[str, tuple[int, int, str | None]] = {
+        r["path"]: (r["size_bytes"], r["mtime_ns"], r["error_kind"] if r["status"] == "error"
+                    else None) for r in previous}
+    todo, redo = [], set()
+    for f in files:
+        key = str(f.path)
+        prev = done.get(key)
+        if prev is not None and prev[:2] == (f.size_bytes, f.mtime_ns) \
+                and prev[2] not in TRANSIENT_ERRORS:
+            continue
+        if prev is not None:
+            redo.add(key)
+        todo.append(f)
+    return todo, len(files) - len(todo), redo

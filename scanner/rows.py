@@ -1,0 +1,96 @@
+"""One row per file: the results table's columns, and how a FileResult becomes a row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from scanner.classify import Prediction
+    from scanner.embed import FileResult
+
+BASE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("path", "string"),
+    ("status", "string"),
+    ("error", "string"),
+    ("error_kind", "string"),
+    ("duration_s", "float64"),
+    ("sample_rate", "int64"),
+    ("channels", "int64"),
+    ("decoder", "string"),
+    ("seconds_taken", "float64"),
+    ("size_bytes", "int64"),
+    ("mtime_ns", "int64"),
+    ("label", "string"),
+    ("confidence", "float64"),
+)
+
+
+def column_types(classes: Sequence[str], backbones: Sequence[str]) -> dict[str, str]:
+    """Column name -> arrow type name, in table order.
+
+    With several backbones, each backbone's own probabilities come as
+    ``<backbone>_prob_<class>`` beside the ensemble's ``prob_<class>``.
+    """
+    cols = dict(BASE_COLUMNS)
+    for c in classes:
+        cols[f"prob_{c}"] = "float64"
+    if len(backbones) > 1:
+        for b in backbones:
+            for c in classes:
+                cols[f"{b}_prob_{c}"] = "float64"
+    cols["backbone"] = "string"
+    cols["head"] = "string"
+    return cols
+
+
+def arrow_schema(columns: dict[str, str], metadata: dict[str, str] | None = None):
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64()}
+    return pa.schema([(name, types[t]) for name, t in columns.items()], metadata=metadata)
+
+
+def build_row(result: FileResult, prediction: Prediction | None, *, classes: Sequence[str],
+              backbone: str, head: str, error: str | None = None,
+              error_kind: str | None = None) -> dict[str, Any]:
+    """The table row for one file. ``prediction`` is None for a file that failed."""
+    info, failure = result.info, result.failure
+    row: dict[str, Any] = {
+        "path": str(result.file.path),
+        "status": "ok",
+        "error": None,
+        "error_kind": None,
+        "duration_s": info.duration_s if info else None,
+        "sample_rate": info.orig_sample_rate_hz if info else None,
+        "channels": info.channels if info else None,
+        "decoder": info.decoder if info else (failure.decoder if failure else None),
+        "seconds_taken": info.seconds_taken if info else (failure.seconds_taken if failure else None),
+        "size_bytes": result.file.size_bytes,
+        "mtime_ns": result.file.mtime_ns,
+        "label": None,
+        "confidence": None,
+        "backbone": backbone,
+        "head": head,
+    }
+    if failure is not None or error is not None:
+        row["status"] = "error"
+        row["error"] = error or failure.message
+        row["error_kind"] = error_kind or (failure.kind if failure else "internal")
+        return row
+    if info and info.truncated_to_s is not None:
+        row["error"] = f"cut to the first {info.truncated_to_s:g} s (--max-duration)"
+        row["error_kind"] = "too_long"
+    probs = prediction.probs[0]
+    best = int(np.argmax(probs))
+    row["label"] = classes[best]
+    row["confidence"] = float(probs[best])
+    for c, p in zip(classes, probs, strict=True):
+        row[f"prob_{c}"] = float(p)
+    if len(prediction.per_backbone) > 1:
+        for b, p_b in prediction.per_backbone.items():
+            for c, p in zip(classes, p_b[0], strict=True):
+                row[f"{b}_prob_{c}"] = float(p)
+    return row

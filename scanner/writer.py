@@ -1,0 +1,210 @@
+"""Results tables: committed in parts as the scan goes, then one atomic final table.
+
+Rows are committed every batch as Parquet part files in a hidden folder beside the
+output (``.results.parquet.parts/``), each written to a temporary name and renamed, so a
+kill loses at most the batch in hand. ``finish`` merges the parts (and, with ``resume``,
+the rows of an earlier run) into the final table, written to a temporary file and renamed
+over the target: a crash never leaves a half-written table at the target path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from scanner.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class TableFormat(ABC):
+    """How a whole table is written to and read from one file."""
+
+    suffixes: tuple[str, ...]
+    keeps_metadata: bool = True
+
+    @abstractmethod
+    def write(self, table: Any, path: Path) -> None: ...
+
+    @abstractmethod
+    def read(self, path: Path) -> Any: ...
+
+
+FORMATS: Registry[type[TableFormat]] = Registry("output format")
+
+
+@FORMATS.register("parquet")
+class ParquetFormat(TableFormat):
+    suffixes = (".parquet", ".pq")
+
+    def write(self, table: Any, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, row_group_size=10_000)
+
+    def read(self, path: Path) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+
+
+@FORMATS.register("csv")
+class CsvFormat(TableFormat):
+    suffixes = (".csv",)
+    keeps_metadata = False  # CSV has no place for it: it goes to a sidecar file
+
+    def write(self, table: Any, path: Path) -> None:
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, path)
+
+    def read(self, path: Path) -> Any:
+        import pyarrow.csv as pacsv
+
+        return pacsv.read_csv(path)
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where a CSV table's metadata goes (``results.csv`` -> ``results.csv.meta.json``)."""
+    return path.with_name(path.name + ".meta.json")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def format_for(path: Path, fmt: str | None = None) -> str:
+    """The output format: ``fmt`` if given, else from the file suffix (default parquet)."""
+    if fmt:
+        FORMATS.get(fmt)
+        return fmt
+    for name in FORMATS:
+        if path.suffix.lower() in FORMATS.get(name).suffixes:
+            return name
+    return "parquet"
+
+
+def parts_dir(out: Path) -> Path:
+    """The hidden folder of committed parts for output ``out``."""
+    return out.with_name(f".{out.name}.parts")
+
+
+class TableSink:
+    """Commits rows in parts and writes the final table atomically.
+
+    Args:
+        out: The final table's path.
+        schema: A pyarrow schema; the final table's metadata comes from it.
+        fmt: Registered format name (``parquet``/``csv``).
+        resume: Keep rows of an earlier run (final table and parts) and add to them;
+            otherwise leftovers of an earlier run are discarded.
+        sort_by: Column the final table is sorted by (stable), or None to keep order.
+    """
+
+    def __init__(self, out: Path, schema: Any, *, fmt: str = "parquet", resume: bool = False,
+                 sort_by: str | None = "path") -> None:
+        self.out = Path(out)
+        self.schema = schema
+        self.format = FORMATS.get(fmt)()
+        self.sort_by = sort_by
+        self.parts = parts_dir(self.out)
+        self._previous: list[Any] = []
+        self._resumed_parts: set[str] = set()
+        if resume:
+            self._previous = self._read_previous()
+        elif self.parts.exists():
+            shutil.rmtree(self.parts)
+        self.parts.mkdir(parents=True, exist_ok=True)
+        self._n_parts = len(list(self.parts.glob("part-*.parquet")))
+
+    def _read_previous(self) -> list[Any]:
+        import pyarrow.parquet as pq
+
+        tables = []
+        if self.out.exists():
+            try:
+                tables.append(self._conform(self.format.read(self.out)))
+            except Exception as e:  # noqa: BLE001 - a damaged table is reported, not fatal
+                log.warning("cannot read earlier results %s (%s); starting afresh", self.out, e)
+        for part in sorted(self.parts.glob("part-*.parquet")) if self.parts.exists() else []:
+            try:
+                tables.append(self._conform(pq.read_table(part)))
+                self._resumed_parts.add(part.name)
+            except Exception as e:  # noqa: BLE001 - a torn part is dropped and redone
+                log.warning("dropping unreadable part %s (%s)", part, e)
+                part.unlink()
+        return tables
+
+    def _conform(self, table: Any) -> Any:
+        """Casts an earlier table to this run's schema (CSV reads infer their own types)."""
+        import pyarrow as pa
+
+        cols = []
+        for field in self.schema:
+            if field.name in table.column_names:
+                cols.append(table.column(field.name).cast(field.type))
+            else:
+                cols.append(pa.nulls(table.num_rows, field.type))
+        return pa.Table.from_arrays(cols, schema=self.schema)
+
+    def previous_rows(self) -> list[dict[str, Any]]:
+        """Rows of the run being resumed (final table and committed parts)."""
+        return [row for t in self._previous for row in t.to_pylist()]
+
+    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Commits ``rows`` as one part file (atomic: temporary name, then rename)."""
+        if not rows:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist(list(rows), schema=self.schema)
+        self._n_parts += 1
+        final = self.parts / f"part-{self._n_parts:06d}.parquet"
+        tmp = self.parts / f".tmp-{self._n_parts:06d}.parquet"
+        pq.write_table(table, tmp)
+        os.replace(tmp, final)
+
+    def finish(self, drop_paths: Iterable[str] = ()) -> int:
+        """Writes the final table from the earlier run's rows and every part; returns its rows.
+
+        Args:
+            drop_paths: Paths whose earlier rows are superseded by a row of this run.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        drop = set(drop_paths)
+        tables = []
+        for t in self._previous:
+            if drop:
+                t = t.filter(pc.invert(pc.is_in(t.column("path"), pa.array(sorted(drop)))))
+            tables.append(t)
+        tables += [pq.read_table(part) for part in sorted(self.parts.glob("part-*.parquet"))
+                   if part.name not in self._resumed_parts]
+        table = pa.concat_tables(tables) if tables else self.schema.empty_table()
+        table = table.replace_schema_metadata(self.schema.metadata)
+        if self.sort_by and table.num_rows:
+            table = table.take(pc.sort_indices(table, [(self.sort_by, "ascending")]))
+        tmp = self.out.with_name(f".{self.out.name}.tmp")
+        self.format.write(table, tmp)
+        metadata = table.schema.metadata or {}
+        if not self.format.keeps_metadata and b"scanner" in metadata:
+            meta = json.loads(metadata[b"scanner"])
+            _atomic_write_text(sidecar_path(self.out), json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, self.out)
+        shutil.rmtree(self.parts, ignore_errors=True)
+        return table.num_rows
+
+    def abort(self) -> None:
+        """Leaves committed parts in place (for --resume) and no final table."""
+        log.info("kept %d committed parts in %s", self._n_parts, self.parts)
