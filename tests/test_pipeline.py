@@ -1,0 +1,89 @@
+"""The local engine end to end with the framework-free fake backbone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from scanner.config import ScanConfig
+from scanner.embed import embed_files
+from scanner.backbones import load_backbone
+from scanner.discover import discover
+from scanner.pipeline import scan
+
+
+def _config(head, **kw):
+    return ScanConfig(backbones=("fake",), heads={"fake": str(head)}, **kw)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_one_row_per_audio_file_in_sorted_order(audio_folder, fake_head, tmp_path, workers):
+    out = tmp_path / "r.parquet"
+    summary = scan([audio_folder], out, _config(fake_head, workers=workers))
+    table = pq.read_table(out).to_pylist()
+    audio = sorted(p for p in audio_folder.rglob("*") if p.suffix in {".wav", ".flac", ".ogg"})
+    assert [r["path"] for r in table] == [str(p) for p in audio]
+    assert summary.files == 6 and summary.ok == 6 and summary.errors == 0
+    for r in table:
+        assert r["status"] == "ok" and r["error"] is None
+        probs = [r["prob_cry"], r["prob_screaming"], r["prob_not_screaming"]]
+        assert abs(sum(probs) - 1) < 1e-5
+        assert r["label"] == ("cry", "screaming", "not_screaming")[int(np.argmax(probs))]
+        assert r["confidence"] == max(probs)
+        assert r["backbone"] == "fake" and r["head"] == "fake-head"
+    rates = {r["path"].rsplit("/", 1)[1]: r["sample_rate"] for r in table}
+    assert rates["tone_2.wav"] == 8000 and rates["noise_3.ogg"] == 44100
+    durations = [round(r["duration_s"], 2) for r in table]
+    assert sorted(durations) == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+
+
+def test_results_do_not_depend_on_workers(audio_folder, fake_head, tmp_path):
+    tables = []
+    for workers in (0, 1, 2):
+        out = tmp_path / f"r{workers}.parquet"
+        scan([audio_folder], out, _config(fake_head, workers=workers, batch_s=2.0))
+        t = pq.read_table(out).drop_columns(["seconds_taken"])
+        tables.append(t.to_pylist())
+    assert tables[0] == tables[1] == tables[2]
+
+
+def test_bad_file_is_an_error_row_and_the_scan_goes_on(audio_folder, fake_head, tmp_path):
+    (audio_folder / "empty.wav").write_bytes(b"")
+    (audio_folder / "text.mp3").write_text("this is not audio\n" * 50)
+    out = tmp_path / "r.csv"
+    summary = scan([audio_folder], out, _config(fake_head, workers=1))
+    import pyarrow.csv as pacsv
+
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in pacsv.read_csv(out).to_pylist()}
+    assert len(rows) == 8 and summary.errors == 2 and summary.ok == 6
+    assert rows["empty.wav"]["status"] == "error" and rows["empty.wav"]["error_kind"] == "empty"
+    assert rows["text.mp3"]["status"] == "error" and rows["text.mp3"]["error"]
+    assert rows["tone_0.wav"]["status"] == "ok"
+
+
+def test_long_file_is_embedded_in_parts_like_a_whole(tmp_path):
+    sr = 96000  # 25 s of 96 kHz stereo float is 19 MB: large enough to be planned in parts
+    t = np.arange(sr * 25) / sr
+    x = (0.3 * np.sin(2 * np.pi * (200 + 20 * t) * t)).astype(np.float32)
+    sf.write(tmp_path / "long.wav", np.stack([x, x], axis=1), sr, subtype="FLOAT")
+    files = discover([tmp_path])
+    backbone = load_backbone("fake")
+    whole = next(embed_files(files, [backbone], workers=0, part_s=1000.0))
+    parts = next(embed_files(files, [backbone], workers=0, part_s=9.6))
+    a, b = whole.embeddings["fake"], parts.embeddings["fake"]
+    assert abs(a.n_patches - b.n_patches) <= 3
+    np.testing.assert_allclose(a.embeddings.mean(axis=0), b.embeddings.mean(axis=0), atol=0.05)
+    assert np.all(np.diff(b.starts_s) > 0)
+
+
+def test_resume_skips_done_files(audio_folder, fake_head, tmp_path):
+    out = tmp_path / "r.parquet"
+    first = scan([audio_folder], out, _config(fake_head, workers=0))
+    rng = np.random.default_rng(5)
+    sf.write(audio_folder / "new.wav", 0.1 * rng.standard_normal(16000).astype(np.float32), 16000)
+    second = scan([audio_folder], out, _config(fake_head, workers=0, resume=True))
+    assert first.files == 6 and second.files == 1 and second.skipped == 6
+    paths = pq.read_table(out).column("path").to_pylist()
+    assert len(paths) == 7 == len(set(paths))
