@@ -66,7 +66,8 @@ def test_bad_file_is_an_error_row_and_the_scan_goes_on(audio_folder, fake_head, 
 def test_long_file_is_embedded_in_parts_like_a_whole(tmp_path):
     sr = 96000  # 25 s of 96 kHz stereo float is 19 MB: large enough to be planned in parts
     t = np.arange(sr * 25) / sr
-    x = (0.3 * np.sin(2 * np.pi * (200 + 20 * t) * t)).astype(np.float32)
+    noise = np.random.default_rng(3).standard_normal(len(t))
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * noise).astype(np.float32)
     sf.write(tmp_path / "long.wav", np.stack([x, x], axis=1), sr, subtype="FLOAT")
     files = discover([tmp_path])
     backbone = load_backbone("fake")

@@ -29,8 +29,8 @@ from scanner.records import AudioFile
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.csv"
-# A trailing part index: "-3", "_012", " 7", ".2" (repeated: "rec_2-1" -> "rec").
-_PART_SUFFIX = re.compile(r"(?:[-_ .]\d+)+$")
+# A trailing part index: "-3", "_012", " 7" (repeated: "rec_2-1" -> "rec").
+_PART_SUFFIX = re.compile(r"(?:[-_ ]\d+)+$")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def derive_group(path: Path, root: Path) -> str:
     """The recording a file belongs to, from its name alone.
 
     The rule: take the file's stem, strip any trailing part indices (``-<digits>``,
-    ``_<digits>``, `` <digits>`` or ``.<digits>``, repeatedly), and prefix the folder
+    ``_<digits>`` or `` <digits>``, repeatedly), and prefix the folder
     relative to ``root``. So ``cry/baby7_003.wav`` and ``cry/baby7_004.wav`` share the group
     ``cry/baby7``, while a stem made only of digits (``cry/0001.wav``) keeps itself.
     """

@@ -1,0 +1,47 @@
+"""``scanner report``: a results table to an HTML (or Markdown + PNG) report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("scanner")
+
+
+@click.command("report")
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+              default="report.html", show_default=True,
+              help="Report file: .html (one self-contained page) or .md (PNGs in a folder "
+                   "beside it).")
+@click.option("--top", "top_files", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Files listed in 'files with the most events'.")
+@click.option("--timelines", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Timeline plots, for the first of those files.")
+@click.pass_context
+def report(ctx: click.Context, results: Path, out: Path, top_files: int, timelines: int) -> None:
+    """Summarise RESULTS (a table from 'scanner scan') in a report a person can read.
+
+    Counts and hours per label, confidence histograms, errors, the files with the most
+    events and their timelines (events and window probabilities come from the tables that
+    'scanner scan --segments' writes beside RESULTS).
+
+    \b
+    Examples:
+      scanner report results.parquet -o report.html
+      scanner report results.csv -o report.md --top 20
+    """
+    from scanner.cli import EXIT_LOAD_FAILED
+    from scanner.errors import ScannerError
+    from scanner.report import write_report
+
+    if out.suffix.lower() not in (".html", ".htm", ".md"):
+        raise click.BadParameter(f"{out} must end in .html or .md", param_hint="--output")
+    try:
+        path = write_report(results, out, top_files=top_files, timelines=timelines)
+    except ScannerError as e:
+        log.error("%s", e)
+        ctx.exit(EXIT_LOAD_FAILED)
+    click.echo(f"report -> {path}", err=True)

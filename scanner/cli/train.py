@@ -1,0 +1,147 @@
+"""``scanner train``: a labelled folder to a head folder (weights, metrics, plots, report)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("scanner")
+
+
+def _backbone_choices() -> list[str]:
+    from scanner.backbones import BACKBONES
+
+    return BACKBONES.names()
+
+
+def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
+    """``--hidden 256 --hidden 64`` or ``--hidden 256,64`` -> (256, 64); ``0`` -> () (linear)."""
+    sizes: list[int] = []
+    for item in values:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                size = int(part)
+            except ValueError:
+                raise click.BadParameter(f"{part!r} is not a layer size",
+                                         param_hint="--hidden") from None
+            if size < 0:
+                raise click.BadParameter(f"layer sizes must be >= 0, got {size}",
+                                         param_hint="--hidden")
+            sizes.append(size)
+    if 0 in sizes and sizes != [0]:
+        raise click.BadParameter("0 (no hidden layer) cannot be mixed with sizes",
+                                 param_hint="--hidden")
+    return tuple(s for s in sizes if s > 0)
+
+
+@click.command("train")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Head folder to write (head.json, weights, metrics, plots, report.md).")
+@click.option("--backbone", type=click.Choice(_backbone_choices()), default="yamnet",
+              show_default=True, help="Frozen backbone whose embeddings the head reads.")
+@click.option("--model", metavar="SRC",
+              help="Backbone source: a .tflite file, a SavedModel/Hugging Face folder or a hub "
+                   "handle. Default: $SCANNER_MODEL_DIR, then the hub.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with path (or file), label[, group] columns, paths relative to it. "
+                   "Default: DATA_DIR/manifest.csv if it has a group column, else one "
+                   "subfolder of DATA_DIR per label.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Embedding cache (default: the user cache dir, scanner/embeddings).")
+@click.option("--val", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15,
+              show_default=True, help="Fraction held out for validation (by group).")
+@click.option("--test", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15,
+              show_default=True, help="Fraction held out for test (by group).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the split, initialisation, batching and augmentation.")
+@click.option("--hidden", "hidden", multiple=True, default=("256",), show_default=True,
+              help="Hidden layer sizes, repeatable or a comma list (0: no hidden layer).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3,
+              show_default=True, help="Dropout after each hidden layer.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Adam weight decay (L2).")
+@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Most training epochs.")
+@click.option("--patience", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Stop after this many epochs without a better validation loss.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Adam learning rate (default: yamnet 5e-4, wav2vec2 1e-4, others 1e-3).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Clips per optimisation step.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Decode processes (default: one per core; 0 decodes in the main process).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--band-limit-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Chance, per clip and epoch, of training on its band-limited copy.")
+@click.option("--band-limit-hz", type=click.IntRange(500, 7999), default=4000,
+              show_default=True, help="Cut-off of the band-limited copies and test check.")
+@click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean",
+              show_default=True, help="How patch embeddings are pooled per clip.")
+@click.option("--name", help="Head name (default: the output folder's name).")
+@click.pass_context
+def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, model: str | None,
+          manifest: Path | None, cache_dir: Path | None, val: float, test: float, seed: int,
+          hidden: tuple[str, ...], dropout: float, weight_decay: float, epochs: int,
+          patience: int, lr: float | None, batch_size: int, workers: int | None, device: str,
+          band_limit_prob: float, band_limit_hz: int, pooling: str, name: str | None) -> None:
+    """Train a head on a labelled folder: one subfolder per label (or --manifest).
+
+    Embeds every clip with the frozen backbone (as-is and band-limited; cached, so a
+    rerun with other options embeds nothing), splits by recording group into
+    train/val/test, fits an MLP with early stopping on validation, and writes the head
+    with metrics.json, plots and report.md.
+
+    \b
+    Example:
+      scanner train ~/labelled -o heads/my-head
+      scanner scan ~/recordings --head heads/my-head -o results.csv
+    """
+    from scanner.cli import EXIT_LOAD_FAILED, EXIT_USAGE
+    from scanner.errors import ConfigError, ScannerError
+    from training.config import TrainConfig
+    from training.train import train_head
+
+    verbosity = (ctx.obj or {}).get("verbosity", 0)
+    try:
+        config = TrainConfig(
+            data_dir=str(data_dir), out_dir=str(out_dir), backbone=backbone, model=model,
+            manifest=str(manifest) if manifest else None,
+            cache_dir=str(cache_dir) if cache_dir else None, val=val, test=test, seed=seed,
+            hidden=parse_hidden(hidden), dropout=dropout, weight_decay=weight_decay,
+            epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, workers=workers,
+            device=device, band_limit_prob=band_limit_prob, band_limit_hz=band_limit_hz,
+            pooling=pooling, name=name)
+        result = train_head(config, progress=verbosity >= 0 and sys.stderr.isatty())
+    except ScannerError as e:
+        if verbosity > 0:
+            log.exception("training failed")
+        click.echo(f"Error: {e}", err=True)
+        ctx.exit(EXIT_USAGE if isinstance(e, ConfigError) else EXIT_LOAD_FAILED)
+        return
+    _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    from training.report import overview_rows
+
+    metrics = result.metrics
+    header = ["set", "accuracy", "macro-F1", "ROC-AUC", "AP", "files"]
+    rows = [[str(r[0]), *(f"{v:.3f}" if isinstance(v, float) else "n/a" if v is None else str(v)
+                          for v in r[1:])] for r in overview_rows(metrics)]
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    fit = metrics["fit"]
+    click.echo(f"kept epoch {fit['best_epoch']} of {fit['epochs_run']}; embedded now: "
+               + ", ".join(f"{k} {v}" for k, v in result.embedded.items())
+               + (f"; {len(result.failures)} unusable file(s)" if result.failures else ""))
+    click.echo(f"head written to {result.out_dir} (report: {result.files['report']})")

@@ -1,0 +1,433 @@
+"""Decoder backends (libsndfile via soundfile, FFmpeg via PyAV) and a cheap container check.
+
+Each backend reads one bounded part of a file block by block and streams it through a
+:class:`MonoSink` (channel mean, then soxr resampling), so memory stays bounded by the part,
+never by what a header claims. Backends raise :class:`~scanner.errors.DecodeError` for what
+they cannot read and return a :class:`RawDecode` for the rest; judging whether what came back
+is complete (truncated? non-finite?) is :mod:`scanner.decode`'s job.
+
+No TensorFlow or torch here: this runs in decode worker processes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+from numpy.typing import NDArray
+
+from scanner.errors import DecodeError
+
+BLOCK_BYTES = 1 << 22
+"""About 4 MiB of float32 per block read, whatever the channel count."""
+MIN_RATE_HZ = 1000  # lower rates are corrupt headers; upsampling them would explode memory
+MAX_RATE_HZ = 10_000_000
+SMALL_BLOCK = 4096  # frames; how closely the end of a corrupt file is found
+MAX_BAD_PACKETS = 20  # FFmpeg skips a few corrupt packets, as its command line does
+
+
+@dataclass(frozen=True)
+class RawDecode:
+    """What a backend read from one part of a file.
+
+    Attributes:
+        waveform: ``[samples]`` float32 mono at the target rate.
+        frames_read: Frames read at the original rate (this part only).
+        total_frames: The whole file's frame count as the decoder reports it, if any.
+        total_exact: Whether ``total_frames`` comes from a header that states it exactly
+            (FLAC, MP4), so that reading fewer frames means the file was cut.
+        more_after: The part ended at ``max_s`` and the file goes on.
+        stopped_by: A decoder error that ended reading early.
+        non_finite_at_s: Time in the file of the first NaN/Inf sample (reading stops there).
+    """
+
+    waveform: NDArray[np.float32]
+    orig_sample_rate_hz: int
+    channels: int
+    frames_read: int
+    total_frames: int | None
+    total_exact: bool
+    more_after: bool = False
+    stopped_by: str | None = None
+    non_finite_at_s: float | None = None
+
+
+class MonoSink:
+    """Mixes blocks to mono, checks they are finite and resamples them as a stream."""
+
+    def __init__(self, orig_sample_rate_hz: int, sample_rate_hz: int, *, start_s: float) -> None:
+        self.orig_sample_rate_hz = orig_sample_rate_hz
+        self.start_s = start_s
+        self.frames = 0
+        self.non_finite_at_s: float | None = None
+        self._chunks: list[NDArray[np.float32]] = []
+        self._stream = None
+        if orig_sample_rate_hz != sample_rate_hz:
+            self._stream = soxr.ResampleStream(orig_sample_rate_hz, sample_rate_hz, 1,
+                                               dtype="float32", quality="HQ")
+
+    def push(self, block: NDArray[np.floating]) -> bool:
+        """Add ``[frames, channels]`` samples; False (and nothing added) if one is NaN/Inf."""
+        finite = np.isfinite(block)
+        if not finite.all():
+            first = int(np.flatnonzero(~finite.all(axis=1))[0])
+            self.non_finite_at_s = self.start_s + (self.frames + first) / self.orig_sample_rate_hz
+            return False
+        mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float64)
+        mono = np.clip(mono, -1.0, 1.0).astype(np.float32)
+        self.frames += len(mono)
+        if self._stream is not None:
+            mono = self._stream.resample_chunk(mono)
+        if len(mono):
+            self._chunks.append(mono)
+        return True
+
+    def finish(self) -> NDArray[np.float32]:
+        """The whole waveform, with the resampler's tail flushed."""
+        if self._stream is not None:
+            self._chunks.append(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        out = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        return np.clip(out, -1.0, 1.0, out=out).astype(np.float32, copy=False)
+
+
+def _check_rate(rate_hz: float, channels: int) -> None:
+    if not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
+        raise DecodeError(f"implausible sample rate {rate_hz:g} Hz", kind="unsupported")
+    if channels < 1:
+        raise DecodeError(f"implausible channel count {channels}", kind="unsupported")
+
+
+def _want_frames(max_s: float | None, rate_hz: int) -> int | None:
+    return None if max_s is None else max(0, round(max_s * rate_hz))
+
+
+# --- libsndfile -------------------------------------------------------------------------
+
+_SF_NOT_AUDIO = ("format not recognised", "unknown format", "not a regular file")
+
+
+def _sf_message(e: Exception) -> str:
+    text = getattr(e, "error_string", "") or str(e)
+    text = text.split(": ", 1)[1] if text.startswith("Error opening") and ": " in text else text
+    return text.strip() or f"libsndfile error {getattr(e, 'code', '?')}"
+
+
+def decode_soundfile(path: Path, *, start_s: float, max_s: float | None,
+                     sample_rate_hz: int) -> RawDecode:
+    """Read ``[start_s, start_s + max_s)`` of ``path`` with libsndfile."""
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(str(path))
+    except sf.LibsndfileError as e:
+        msg = _sf_message(e)
+        # libsndfile says "not a regular file" when its MPEG probe rejects a file that exists
+        kind = "not_audio" if any(s in msg.lower() for s in _SF_NOT_AUDIO) else "unsupported"
+        raise DecodeError(msg, kind=kind) from e
+    with f:
+        rate, channels = f.samplerate, f.channels
+        _check_rate(rate, channels)
+        total = f.frames if 0 < f.frames < 2**62 else None
+        want = _want_frames(max_s, rate)
+        start = round(start_s * rate)
+        sink = MonoSink(rate, sample_rate_hz, start_s=start_s)
+        raw = dict(orig_sample_rate_hz=rate, channels=channels, total_frames=total,
+                   total_exact=f.format in ("FLAC", "AIFF", "CAF", "W64"))
+        if start and total is not None and start >= total:
+            return RawDecode(sink.finish(), frames_read=0, **raw)
+        if start:
+            if not f.seekable():
+                raise DecodeError("libsndfile cannot seek in this file", kind="unsupported")
+            try:
+                f.seek(start)
+            except (sf.LibsndfileError, RuntimeError) as e:
+                raise DecodeError(f"cannot seek to {start_s:.1f} s: {_sf_message(e)}",
+                                  kind="unsupported") from e
+        block = max(SMALL_BLOCK, BLOCK_BYTES // (4 * channels))
+        stopped = None
+        # f.read, not sf.blocks: blocks() yields stale buffer contents after a short read
+        while want is None or sink.frames < want:
+            n = block if want is None else min(block, want - sink.frames)
+            try:
+                data = f.read(n, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as e:
+                stopped = _sf_message(e)
+                if block == SMALL_BLOCK or not _reseek(f, start + sink.frames):
+                    break
+                block = SMALL_BLOCK  # a failed block yields nothing: re-read it in small steps
+                continue
+            stopped = None
+            if not len(data) or not sink.push(data):
+                break
+        more = want is not None and sink.frames >= want and (total is None or start + want < total)
+        return RawDecode(sink.finish(), frames_read=sink.frames, more_after=more,
+                         stopped_by=stopped, non_finite_at_s=sink.non_finite_at_s, **raw)
+
+
+def _reseek(f: Any, frame: int) -> bool:
+    try:
+        f.seek(frame)
+    except Exception:
+        return False
+    return True
+
+
+# --- FFmpeg -----------------------------------------------------------------------------
+
+_EXACT_DURATION_FORMATS = ("flac", "mov", "mp4")  # demuxers whose duration is a header fact
+
+
+def _frame_to_float(frame: Any) -> NDArray[np.floating]:
+    """An ``av.AudioFrame`` as ``[samples, channels]`` floats in [-1, 1]."""
+    arr = frame.to_ndarray()
+    channels = frame.layout.nb_channels or 1
+    arr = arr.T if frame.format.is_planar else arr.reshape(-1, channels)
+    base = frame.format.name.rstrip("p")
+    if base in ("flt", "dbl"):
+        return arr
+    if base == "u8":
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    scale = {"s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}.get(base)
+    if scale is None:
+        raise DecodeError(f"FFmpeg produced an unknown sample format {frame.format.name}",
+                          kind="unsupported")
+    return arr.astype(np.float32) / np.float32(scale)
+
+
+def decode_pyav(path: Path, *, start_s: float, max_s: float | None,
+                sample_rate_hz: int) -> RawDecode:
+    """Read ``[start_s, start_s + max_s)`` of ``path`` with FFmpeg (PyAV)."""
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.InvalidDataError as e:
+        raise DecodeError("FFmpeg does not recognise the format", kind="not_audio") from e
+    except EOFError as e:
+        raise DecodeError("the file ends before any audio", kind="truncated") from e
+    except OSError as e:  # FFmpeg's errors are OSErrors; permission and missing files too
+        kind = "io" if isinstance(e, (PermissionError, FileNotFoundError)) else "unsupported"
+        raise DecodeError(str(e), kind=kind) from e
+    with container:
+        if not container.streams.audio:
+            others = sorted({s.type for s in container.streams})
+            holds = f"; it holds {', '.join(others)}" if others else ""
+            raise DecodeError(f"no audio stream{holds}", kind="not_audio")
+        stream = container.streams.audio[0]
+        ctx = stream.codec_context
+        if ctx is None:
+            raise DecodeError("no decoder for its audio codec", kind="unsupported")
+        rate = int(ctx.sample_rate or 0)
+        channels = int(ctx.layout.nb_channels or getattr(ctx, "channels", 0) or 0)
+        _check_rate(rate, channels)
+        if stream.duration and stream.time_base:
+            total = round(float(stream.duration * stream.time_base) * rate)
+        elif container.duration:
+            total = round(container.duration / 1_000_000 * rate)
+        else:
+            total = None
+        exact = any(name in container.format.name.split(",") for name in _EXACT_DURATION_FORMATS)
+        reader = _PyavReader(container, stream, rate, sample_rate_hz, start_s, max_s)
+        if not reader.run(seek=start_s > 0):
+            # no timestamps after the seek: decode from the start and count samples instead
+            container.seek(0)
+            reader = _PyavReader(container, stream, rate, sample_rate_hz, start_s, max_s)
+            reader.run(seek=False)
+        sink = reader.sink
+        return RawDecode(sink.finish(), orig_sample_rate_hz=rate, channels=channels,
+                         frames_read=sink.frames, total_frames=total, total_exact=exact,
+                         more_after=reader.more_after, stopped_by=reader.stopped_by,
+                         non_finite_at_s=sink.non_finite_at_s)
+
+
+class _PyavReader:
+    """Decodes packets from a position, dropping samples before the part and after its end."""
+
+    def __init__(self, container: Any, stream: Any, rate: int, sample_rate_hz: int,
+                 start_s: float, max_s: float | None) -> None:
+        self.container, self.stream, self.rate = container, stream, rate
+        self.start = round(start_s * rate)
+        self.want = _want_frames(max_s, rate)
+        self.sink = MonoSink(rate, sample_rate_hz, start_s=start_s)
+        self.more_after = False
+        self.stopped_by: str | None = None
+
+    def run(self, *, seek: bool) -> bool:
+        """Decode the part; False when a seek left frames without timestamps."""
+        import av
+
+        stream, tb = self.stream, self.stream.time_base
+        origin = stream.start_time or 0
+        if seek:
+            try:
+                self.container.seek(int(self.start / self.rate / tb) + origin, stream=stream,
+                                    backward=True)
+            except av.error.FFmpegError:
+                self.container.seek(0)
+                seek = False
+        pos: int | None = None if seek else 0  # file position (frames) of the next sample
+        bad = 0
+        for packet in self.container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:
+                bad += 1
+                self.stopped_by = f"{e.strerror or e} (packet {bad})"
+                if bad > MAX_BAD_PACKETS:
+                    return True
+                continue
+            for frame in frames:
+                if frame.sample_rate != self.rate:
+                    raise DecodeError(f"the sample rate changes mid-stream ({self.rate} -> "
+                                      f"{frame.sample_rate} Hz)", kind="unsupported")
+                if pos is None:
+                    if frame.pts is None:
+                        return False
+                    pos = round(float((frame.pts - origin) * tb) * self.rate)
+                block = _frame_to_float(frame)
+                lo = max(0, self.start - pos)
+                pos += len(block)
+                if lo >= len(block):
+                    continue
+                block = block[lo:]
+                if self.want is not None and self.sink.frames + len(block) >= self.want:
+                    cut = self.want - self.sink.frames
+                    self.more_after = len(block) > cut
+                    self.sink.push(block[:cut])
+                    self.more_after = self.more_after or not self._at_end()
+                    self.stopped_by = None
+                    return True
+                if not self.sink.push(block):
+                    return True
+                # a corrupt packet followed by good audio was a glitch, not the end
+                self.stopped_by = None
+        return True
+
+    def _at_end(self) -> bool:
+        try:
+            return next(iter(self.container.demux(self.stream))).size == 0
+        except (StopIteration, Exception):
+            return True
+
+
+# --- cheap container facts --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """What a file's container says without decoding it.
+
+    Attributes:
+        truncated: Why the container shows the file was cut, or None.
+        held_s: Seconds of audio the file still holds, when cheaply known.
+        claimed_s: The header's stated duration, when it states one exactly.
+    """
+
+    truncated: str | None = None
+    held_s: float | None = None
+    claimed_s: float | None = None
+
+
+def container_facts(path: Path, head: bytes, size_bytes: int) -> ContainerFacts:
+    """Check a WAV's data chunk, an Ogg stream's last page and an MP3's Xing/VBRI frame count."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _wav_facts(path, size_bytes)
+    if head[:4] == b"OggS":
+        return _ogg_facts(path, size_bytes)
+    claimed = _mp3_claimed_s(head)
+    return ContainerFacts(claimed_s=claimed)
+
+
+def _wav_facts(path: Path, size_bytes: int) -> ContainerFacts:
+    bytes_per_s = 0
+    with open(path, "rb") as f:
+        pos = 12
+        for _ in range(64):
+            f.seek(pos)
+            header = f.read(8)
+            if len(header) < 8:
+                return ContainerFacts()
+            chunk, length = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk == b"fmt ":
+                fmt = f.read(16)
+                if len(fmt) == 16:
+                    _, ch, rate, avg, align = struct.unpack("<HHIIH", fmt[:14])
+                    bytes_per_s = avg or rate * align
+            elif chunk == b"data":
+                available = size_bytes - pos - 8
+                slack = max(16, bytes_per_s // 100)  # a partial last frame is not worth failing
+                if length in (0, 0xFFFFFFFF) or length <= available + slack or not bytes_per_s:
+                    return ContainerFacts()
+                held, claimed = available / bytes_per_s, length / bytes_per_s
+                return ContainerFacts(f"the header says {claimed:.1f} s", held, claimed)
+            pos += 8 + length + (length & 1)
+    return ContainerFacts()
+
+
+def _ogg_facts(path: Path, size_bytes: int) -> ContainerFacts:
+    tail_len = min(size_bytes, 1 << 17)
+    with open(path, "rb") as f:
+        f.seek(size_bytes - tail_len)
+        tail = f.read(tail_len)
+    at = tail.rfind(b"OggS")
+    while at >= 0:
+        header = tail[at:at + 27]
+        if len(header) == 27 and header[4] == 0:  # stream structure version 0
+            n_seg = header[26]
+            lacing = tail[at + 27:at + 27 + n_seg]
+            if len(lacing) < n_seg or at + 27 + n_seg + sum(lacing) > len(tail):
+                return ContainerFacts("its last Ogg page is cut short")
+            if not header[5] & 0x04:
+                return ContainerFacts("its Ogg stream has no end marker")
+            return ContainerFacts()
+        at = tail.rfind(b"OggS", 0, at)
+    return ContainerFacts()
+
+
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_claimed_s(head: bytes) -> float | None:
+    """The duration an MP3's Xing/Info or VBRI frame states, or None."""
+    pos = 0
+    if head[:3] == b"ID3" and len(head) >= 10:
+        size = 0
+        for b in head[6:10]:
+            size = (size << 7) | (b & 0x7F)
+        pos = 10 + size + (10 if head[5] & 0x10 else 0)
+    end = min(len(head) - 4, pos + 8192)
+    while pos < end:
+        b1, b2, b3 = head[pos + 1], head[pos + 2], head[pos + 3]
+        version, layer, rate_i = (b1 >> 3) & 3, (b1 >> 1) & 3, (b2 >> 2) & 3
+        if head[pos] == 0xFF and b1 & 0xE0 == 0xE0 and version != 1 and layer == 1 and rate_i != 3:
+            break
+        pos += 1
+    else:
+        return None
+    rate = _MPEG_RATES[version][rate_i]
+    mono = (b3 >> 6) == 3
+    per_frame = 1152 if version == 3 else 576
+    side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+    xing = head[pos + 4 + side:pos + 4 + side + 12]
+    if xing[:4] in (b"Xing", b"Info") and len(xing) == 12 and xing[7] & 1:
+        return struct.unpack(">I", xing[8:12])[0] * per_frame / rate
+    vbri = head[pos + 36:pos + 36 + 18]
+    if vbri[:4] == b"VBRI" and len(vbri) == 18:
+        return struct.unpack(">I", vbri[14:18])[0] * per_frame / rate
+    return None
+
+
+def describe_bytes(head: bytes) -> str:
+    """A person's guess at what a non-audio file is, from its first bytes."""
+    for magic, what in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+                        (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"),
+                        (b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "a gzip archive")):
+        if head.startswith(magic):
+            return f"it looks like {what}"
+    text = head[:512].decode("utf-8", errors="replace")
+    printable = sum((c.isprintable() or c in "\r\n\t") and c != "\ufffd" for c in text)
+    return "it looks like text" if text and printable >= 0.95 * len(text) else "unrecognised data"

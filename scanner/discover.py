@@ -1,0 +1,174 @@
+"""Discover: turn the paths a person gives into a sorted list of audio files to scan.
+
+The walk never crashes on the file system's surprises: unreadable folders, broken links and
+files that vanish mid-walk are logged and skipped. Symlinks are handled conservatively:
+linked folders are not entered unless asked, a folder is never entered twice (so a link to a
+parent cannot loop), and by default a linked file is taken only when its target lies inside
+the folder being scanned.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scanner.errors import ConfigError
+from scanner.records import AudioFile
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXTENSIONS: tuple[str, ...] = (
+    "wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "aif", "aiff", "wma",
+)
+"""File name extensions (lower case, no dot) scanned when none are given."""
+
+
+@dataclass(frozen=True)
+class _Filters:
+    extensions: frozenset[str]
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    hidden: bool
+    follow_symlinks: bool
+
+
+def discover(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    extensions: Sequence[str] | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    hidden: bool = False,
+    follow_symlinks: bool = False,
+) -> list[AudioFile]:
+    """Find the audio files under ``paths``.
+
+    Args:
+        paths: Folders (walked recursively) and files. A file named explicitly is taken as
+            is, whatever its extension and the filters.
+        extensions: File name extensions to keep, case-insensitive, with or without the dot
+            (default :data:`DEFAULT_EXTENSIONS`).
+        include: ``fnmatch`` globs; when given, a file is kept only if one matches its path
+            relative to the scanned folder (with ``/`` separators) or its file name.
+        exclude: ``fnmatch`` globs matched the same way; a matching file is dropped and a
+            matching folder is not entered.
+        hidden: Also scan files and folders whose name starts with a dot.
+        follow_symlinks: Enter linked folders and take linked files wherever they point.
+            Even then a folder is entered at most once, so link loops end.
+
+    Returns:
+        The files, each once (by resolved path), sorted by absolute path.
+
+    Raises:
+        ConfigError: A path does not exist, or ``extensions`` is empty.
+    """
+    if extensions is None:
+        exts = frozenset(DEFAULT_EXTENSIONS)
+    else:
+        exts = frozenset(e.lower().lstrip(".") for e in extensions if e.strip("."))
+        if not exts:
+            raise ConfigError("no file extensions to scan were given")
+    filters = _Filters(exts, tuple(include), tuple(exclude), hidden, follow_symlinks)
+
+    found: dict[str, tuple[bool, str]] = {}  # resolved path -> (is a link, path as found)
+    for raw in paths:
+        root = Path(os.path.abspath(os.path.expanduser(os.fspath(raw))))
+        if not os.path.exists(root):
+            why = "a broken symbolic link" if os.path.islink(root) else "does not exist"
+            raise ConfigError(f"cannot scan {str(raw)!r}: {why}")
+        if root.is_dir():
+            candidates = _walk(root, filters)
+        else:
+            candidates = [str(root)]
+        for path in candidates:
+            _remember(found, path)
+
+    files = []
+    for _, path in sorted(found.values()):
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            logger.warning("skipping %s: %s", path, e.strerror or e)
+            continue
+        files.append(AudioFile(path=Path(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns))
+    files.sort(key=lambda f: str(f.path))
+    return files
+
+
+def _remember(found: dict[str, tuple[bool, str]], path: str) -> None:
+    """Keep one path per resolved file: a real file over a link, then the smaller path."""
+    key = os.path.realpath(path)
+    entry = (os.path.islink(path), path)
+    if key not in found or entry < found[key]:
+        found[key] = entry
+
+
+def _walk(root: Path, filters: _Filters) -> list[str]:
+    """Paths of the matching files under ``root`` (a folder), in no particular order."""
+    root_real = os.path.realpath(root)
+    seen_dirs = {root_real}
+    out: list[str] = []
+    stack: list[tuple[str, str]] = [(str(root), "")]  # (folder path, path relative to root)
+    while stack:
+        folder, rel_folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            logger.warning("skipping unreadable folder %s: %s", folder, e.strerror or e)
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") and not filters.hidden:
+                continue
+            rel = f"{rel_folder}/{name}" if rel_folder else name
+            try:
+                link = entry.is_symlink()
+                if link and not os.path.exists(entry.path):
+                    logger.warning("skipping broken symbolic link %s", entry.path)
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError as e:
+                logger.warning("skipping %s: %s", entry.path, e.strerror or e)
+                continue
+            if is_dir:
+                if _matches(filters.exclude, rel, name):
+                    continue
+                if link and not filters.follow_symlinks:
+                    logger.debug("not following linked folder %s", entry.path)
+                    continue
+                real = os.path.realpath(entry.path)
+                if real in seen_dirs:
+                    logger.debug("not entering %s again (it is %s)", entry.path, real)
+                    continue
+                seen_dirs.add(real)
+                stack.append((entry.path, rel))
+                continue
+            if link and not filters.follow_symlinks and not _inside(entry.path, root_real):
+                logger.info("skipping %s: it links outside %s", entry.path, root)
+                continue
+            if _wanted(filters, rel, name):
+                out.append(entry.path)
+    return out
+
+
+def _inside(path: str, root_real: str) -> bool:
+    target = os.path.realpath(path)
+    return os.path.commonpath([target, root_real]) == root_real
+
+
+def _wanted(filters: _Filters, rel: str, name: str) -> bool:
+    ext = os.path.splitext(name)[1].lower().lstrip(".")
+    if ext not in filters.extensions:
+        return False
+    if filters.include and not _matches(filters.include, rel, name):
+        return False
+    return not _matches(filters.exclude, rel, name)
+
+
+def _matches(globs: Sequence[str], rel: str, name: str) -> bool:
+    return any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in globs)

@@ -1,0 +1,376 @@
+"""When in the file: per-window probabilities, smoothing, thresholds and events.
+
+A file is cut into analysis windows of ``window_s`` at a ``hop_s`` step. Each window pools
+the patches of every backbone whose centre lies in it (the head's own features and
+pooling), and the classifier gives one probability row per window. The probabilities are
+smoothed over ``smooth_windows`` windows; a window is labelled with the non-background
+class whose smoothed probability passes that class's threshold (the likeliest if several
+do), else with the background class. Runs of one label become events, and events shorter
+than ``min_event_s`` are dropped, so one stray window does not make an event.
+
+Windows overlap, so an event's edges are taken from the windows' centres: each window
+owns the stretch of time halfway to its neighbours' centres (the first from 0 s, the last
+to the file's end). A scream therefore starts where the first window that is mostly
+scream is centred, not where the first window that barely touches it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scanner.heads.base import pool
+
+if TYPE_CHECKING:
+    from scanner.classify import Classifier
+    from scanner.records import Embedding
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKGROUND = "not_screaming"
+# A class missing from ``thresholds`` passes at this probability: with three classes that
+# sum to 1, at most one class can exceed it, so the rule never has to break a tie.
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How a file is cut into windows and how windows become events.
+
+    The defaults were chosen on 25 s recordings of real speech with a real scream in the
+    middle (see ``tests/test_events_real.py`` and the measurement in its docstring).
+
+    Attributes:
+        window_s: Length of one analysis window (2 YAMNet hops past one patch: 3 patches).
+        hop_s: Step between windows; YAMNet's own patch hop, so every patch starts a window.
+        smooth_windows: Odd number of windows in the centred moving average of the
+            probabilities (1: no smoothing).
+        min_event_s: Events shorter than this are dropped.
+        thresholds: Probability a class's smoothed window probability must reach, by class
+            name (missing classes: :data:`DEFAULT_THRESHOLD`).
+        background: The class that never makes an event (``not_screaming``).
+    """
+
+    window_s: float = 1.44
+    hop_s: float = 0.48
+    smooth_windows: int = 3
+    min_event_s: float = 1.0
+    thresholds: dict[str, float] = field(default_factory=dict)
+    background: str = DEFAULT_BACKGROUND
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.window_s) and self.window_s > 0):
+            raise ValueError(f"window_s must be a positive number of seconds, got {self.window_s}")
+        if not (math.isfinite(self.hop_s) and 0 < self.hop_s <= self.window_s):
+            raise ValueError(f"hop_s must be in (0, window_s={self.window_s}], got {self.hop_s}")
+        if self.smooth_windows < 1 or self.smooth_windows % 2 == 0:
+            raise ValueError(f"smooth_windows must be odd and >= 1, got {self.smooth_windows}")
+        if not (math.isfinite(self.min_event_s) and self.min_event_s >= 0):
+            raise ValueError(f"min_event_s must be >= 0, got {self.min_event_s}")
+        for name, value in self.thresholds.items():
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"threshold of {name!r} must be in [0, 1], got {value}")
+            if name == self.background:
+                raise ValueError(f"{name!r} is the background class; it has no threshold")
+
+    def threshold(self, label: str) -> float:
+        """The probability ``label`` must reach to label a window."""
+        return float(self.thresholds.get(label, DEFAULT_THRESHOLD))
+
+    def check_classes(self, classes: Sequence[str]) -> None:
+        """Raises ValueError when the background or a thresholded class is not in ``classes``."""
+        unknown = [c for c in [self.background, *self.thresholds] if c not in classes]
+        if unknown:
+            raise ValueError(f"unknown class(es) {unknown} for a classifier of {list(classes)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SegmentConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def parse_thresholds(items: Iterable[str]) -> dict[str, float]:
+    """``["screaming=0.6", "cry=0.4,..."]`` (``--threshold``) -> ``{"screaming": 0.6, ...}``.
+
+    Raises:
+        ValueError: An item is not ``CLASS=P`` with P a number in [0, 1].
+    """
+    out: dict[str, float] = {}
+    for item in (part.strip() for value in items for part in value.split(",")):
+        if not item:
+            continue
+        name, sep, number = item.partition("=")
+        try:
+            value = float(number)
+        except ValueError:
+            value = float("nan")
+        if not sep or not name.strip() or not 0.0 <= value <= 1.0:
+            raise ValueError(f"expected CLASS=P with P in [0, 1], got {item!r}")
+        out[name.strip()] = value
+    return out
+
+
+@dataclass(frozen=True)
+class FileSegments:
+    """One file's windows, events and the summary columns for its file row.
+
+    Attributes:
+        segments: One dict per window: ``start_s``, ``end_s``, ``label``, ``confidence``
+            (the smoothed probability of ``label``) and ``prob_<class>`` (the window's raw
+            probabilities). No ``path``: the caller adds it (see :meth:`rows`).
+        events: ``label``, ``start_s``, ``end_s``, ``peak_confidence`` and
+            ``mean_confidence`` (over the event's windows' raw probabilities of ``label``).
+        summary: Extra file-row columns (see :func:`summary_columns`).
+    """
+
+    segments: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    def rows(self, path: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Segment and event rows with ``path`` first, ready for a table sink."""
+        return ([{"path": path, **s} for s in self.segments],
+                [{"path": path, **e} for e in self.events])
+
+
+# -- table layout ---------------------------------------------------------------------------
+
+def segment_columns(classes: Sequence[str]) -> dict[str, str]:
+    """Column name -> arrow type name of the segment table (``scanner.rows`` type names)."""
+    cols = {"path": "string", "start_s": "float64", "end_s": "float64", "label": "string",
+            "confidence": "float64"}
+    cols.update({f"prob_{c}": "float64" for c in classes})
+    return cols
+
+
+def event_columns() -> dict[str, str]:
+    """Column name -> arrow type name of the events table."""
+    return {"path": "string", "label": "string", "start_s": "float64", "end_s": "float64",
+            "peak_confidence": "float64", "mean_confidence": "float64"}
+
+
+def summary_columns(classes: Sequence[str], background: str = DEFAULT_BACKGROUND
+                    ) -> dict[str, str]:
+    """The columns :attr:`FileSegments.summary` adds to a file row."""
+    targets = [c for c in classes if c != background]
+    cols = {"n_events": "int64"}
+    cols.update({f"n_events_{c}": "int64" for c in targets})
+    cols.update({f"event_s_{c}": "float64" for c in targets})
+    cols["first_onset_s"] = "float64"
+    return cols
+
+
+def _sibling(out: Path, kind: str) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}.{kind}{out.suffix}")
+
+
+def segments_path(out: Path) -> Path:
+    """``results.parquet`` -> ``results.segments.parquet`` (``.csv`` likewise)."""
+    return _sibling(out, "segments")
+
+
+def events_path(out: Path) -> Path:
+    """``results.parquet`` -> ``results.events.parquet`` (``.csv`` likewise)."""
+    return _sibling(out, "events")
+
+
+# -- windows --------------------------------------------------------------------------------
+
+def window_starts(duration_s: float, window_s: float, hop_s: float) -> NDArray[np.float64]:
+    """Start of each window: every ``hop_s``, the last one moved back to end at the file's end.
+
+    A file no longer than one window is one window starting at 0.
+    """
+    if duration_s <= window_s:
+        return np.zeros(1)
+    n = 1 + math.ceil((duration_s - window_s) / hop_s - 1e-9)
+    starts = np.minimum(np.arange(n) * hop_s, duration_s - window_s)
+    return np.unique(np.round(starts, 9))
+
+
+def patches_in(starts_s: NDArray[np.float64], patch_s: float, t0: float, t1: float
+               ) -> NDArray[np.intp]:
+    """Indices of the patches pooled for window ``[t0, t1)``.
+
+    Patches whose centre lies in the window; when there is none (patches longer than the
+    window, e.g. Wav2Vec2's), the patches that overlap it most.
+    """
+    centres = starts_s + patch_s / 2  # patches come in time order
+    lo, hi = np.searchsorted(centres, [t0, t1], side="left")
+    if hi > lo or starts_s.size == 0:
+        return np.arange(lo, hi)
+    overlap = np.minimum(starts_s + patch_s, t1) - np.maximum(starts_s, t0)
+    if overlap.max() > 0:
+        return np.flatnonzero(overlap >= overlap.max() - 1e-9)
+    return np.array([int(np.argmin(np.abs(centres - (t0 + t1) / 2)))])
+
+
+def window_probabilities(classifier: Classifier, embeddings: Mapping[str, Embedding],
+                         duration_s: float, config: SegmentConfig
+                         ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float32]]:
+    """Runs every head on every window.
+
+    Returns:
+        ``(starts_s [n], ends_s [n], probs [n, classes])``, in the classifier's class order.
+        ``duration_s`` is capped at the end of the shortest backbone's last patch, so a file
+        cut by ``--max-duration`` gets windows only where it was analysed.
+    """
+    span = duration_s
+    for m in classifier.models:
+        emb = embeddings[m.backbone.name]
+        if emb.n_patches == 0:
+            return np.zeros(0), np.zeros(0), np.zeros((0, len(classifier.classes)), np.float32)
+        span = min(span, float(emb.starts_s[-1]) + emb.window_s)
+    starts = window_starts(span, config.window_s, config.hop_s)
+    ends = np.minimum(starts + config.window_s, span)
+    features: dict[str, NDArray[np.float32]] = {}
+    for m in classifier.models:
+        emb = embeddings[m.backbone.name]
+        values = m.head.select(emb)
+        centres = emb.starts_s + emb.window_s / 2
+        lo = np.searchsorted(centres, starts, side="left")
+        hi = np.searchsorted(centres, ends, side="left")
+        features[m.backbone.name] = np.stack([
+            pool(values[lo[k]:hi[k]] if hi[k] > lo[k] else
+                 values[patches_in(emb.starts_s, emb.window_s, starts[k], ends[k])],
+                 m.head.pooling)
+            for k in range(len(starts))])
+    return starts, ends, classifier.predict_features(features).probs
+
+
+# -- from probabilities to events -----------------------------------------------------------
+
+def smooth(probs: NDArray[np.floating], n_windows: int) -> NDArray[np.float64]:
+    """Centred moving average over ``n_windows`` rows; at the edges, over the rows there are."""
+    x = np.asarray(probs, np.float64)
+    if n_windows <= 1 or len(x) <= 1:
+        return x.copy()
+    half = n_windows // 2
+    csum = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    idx = np.arange(len(x))
+    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, len(x))
+    return (csum[hi] - csum[lo]) / (hi - lo)[:, None]
+
+
+def window_labels(smoothed: NDArray[np.floating], classes: Sequence[str],
+                  config: SegmentConfig) -> list[str]:
+    """Each window's label: the likeliest class past its threshold, else the background."""
+    targets = [i for i, c in enumerate(classes) if c != config.background]
+    thresholds = np.array([config.threshold(classes[i]) for i in targets])
+    labels = []
+    for row in np.asarray(smoothed):
+        p = row[targets]
+        passed = p >= thresholds
+        labels.append(classes[targets[int(np.argmax(np.where(passed, p, -1.0)))]]
+                      if passed.any() else config.background)
+    return labels
+
+
+def window_bounds(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
+                  duration_s: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The stretch of time each window owns: halfway to its neighbours' centres."""
+    centres = (np.asarray(starts_s, np.float64) + np.asarray(ends_s, np.float64)) / 2
+    mids = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[0.0], mids]), np.concatenate([mids, [float(duration_s)]])
+
+
+def merge_events(labels: Sequence[str], own_start_s: NDArray[np.floating],
+                 own_end_s: NDArray[np.floating], probs: NDArray[np.floating],
+                 classes: Sequence[str], *, background: str, min_event_s: float
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Runs of one non-background label -> events; runs shorter than ``min_event_s`` dropped.
+
+    Returns:
+        The events, and the window labels with dropped runs set back to ``background``.
+    """
+    events: list[dict[str, Any]] = []
+    final = list(labels)
+    i = 0
+    while i < len(labels):
+        j = i
+        while j + 1 < len(labels) and labels[j + 1] == labels[i]:
+            j += 1
+        label = labels[i]
+        if label != background:
+            start, end = float(own_start_s[i]), float(own_end_s[j])
+            if end - start + 1e-9 >= min_event_s:
+                p = np.asarray(probs[i:j + 1, list(classes).index(label)], np.float64)
+                events.append({"label": label, "start_s": round(start, 3), "end_s": round(end, 3),
+                               "peak_confidence": float(p.max()),
+                               "mean_confidence": float(p.mean())})
+            else:
+                final[i:j + 1] = [background] * (j + 1 - i)
+        i = j + 1
+    return events, final
+
+
+def summarise(events: Sequence[Mapping[str, Any]], classes: Sequence[str],
+              background: str = DEFAULT_BACKGROUND) -> dict[str, Any]:
+    """The file row's event columns: counts and seconds per class, and the first onset."""
+    summary: dict[str, Any] = {"n_events": len(events)}
+    targets = [c for c in classes if c != background]
+    for c in targets:
+        summary[f"n_events_{c}"] = sum(1 for e in events if e["label"] == c)
+    for c in targets:
+        summary[f"event_s_{c}"] = round(sum(e["end_s"] - e["start_s"] for e in events
+                                            if e["label"] == c), 3)
+    summary["first_onset_s"] = min((e["start_s"] for e in events), default=None)
+    return summary
+
+
+def segment_probs(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
+                  probs: NDArray[np.floating], classes: Sequence[str], duration_s: float,
+                  config: SegmentConfig) -> FileSegments:
+    """Windows' probabilities -> segments, events and summary (no model involved).
+
+    Args:
+        starts_s, ends_s: ``[n]`` window extents in file time, in order.
+        probs: ``[n, len(classes)]`` raw window probabilities.
+        classes: Column names of ``probs``.
+        duration_s: End of the analysed audio (the last window owns time up to it).
+        config: Smoothing, thresholds and minimum event length.
+    """
+    config.check_classes(classes)
+    probs = np.asarray(probs, np.float64)
+    if len(probs) == 0:
+        return FileSegments([], [], summarise([], classes, config.background))
+    smoothed = smooth(probs, config.smooth_windows)
+    own_start, own_end = window_bounds(starts_s, ends_s, max(duration_s, float(ends_s[-1])))
+    events, labels = merge_events(window_labels(smoothed, classes, config), own_start, own_end,
+                                  probs, classes, background=config.background,
+                                  min_event_s=config.min_event_s)
+    segments = []
+    for k, label in enumerate(labels):
+        row: dict[str, Any] = {"start_s": round(float(starts_s[k]), 3),
+                               "end_s": round(float(ends_s[k]), 3), "label": label,
+                               "confidence": float(smoothed[k, list(classes).index(label)])}
+        row.update({f"prob_{c}": float(p) for c, p in zip(classes, probs[k], strict=True)})
+        segments.append(row)
+    return FileSegments(segments, events, summarise(events, classes, config.background))
+
+
+def analyse_file(classifier: Classifier, embeddings: Mapping[str, Embedding], duration_s: float,
+                 config: SegmentConfig) -> FileSegments:
+    """Segments, events and the file row's event summary for one embedded file.
+
+    Args:
+        classifier: The scan's models; their heads read pooled window features.
+        embeddings: By backbone name, every patch of the file (``starts_s`` in file time),
+            as in :attr:`scanner.embed.FileResult.embeddings`.
+        duration_s: The analysed length of the file (the cut length with ``--max-duration``).
+        config: Windows, smoothing, thresholds and minimum event length.
+    """
+    starts, ends, probs = window_probabilities(classifier, embeddings, duration_s, config)
+    analysed_s = float(ends[-1]) if len(ends) else duration_s
+    return segment_probs(starts, ends, probs, classifier.classes, analysed_s, config)

@@ -1,0 +1,297 @@
+"""Windows, smoothing, thresholds, minimum length and event merging (scanner/segments.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner.backbones.fake import FakeBackbone
+from scanner.classify import Classifier, Model
+from scanner.heads.mlp import MLPHead
+from scanner.records import Embedding
+from scanner.segments import (
+    SegmentConfig,
+    analyse_file,
+    event_columns,
+    events_path,
+    parse_thresholds,
+    patches_in,
+    segment_columns,
+    segment_probs,
+    segments_path,
+    smooth,
+    summary_columns,
+    window_bounds,
+    window_labels,
+    window_starts,
+)
+from scanner.testing import sine
+
+CLASSES = ("cry", "screaming", "not_screaming")
+SR = 16_000
+
+
+def _probs(screaming: list[float], cry: list[float] | None = None) -> np.ndarray:
+    """Rows of (cry, screaming, not_screaming) summing to 1."""
+    cry = cry or [0.0] * len(screaming)
+    p = np.array([[c, s, 1.0 - c - s] for c, s in zip(cry, screaming, strict=True)])
+    assert (p >= 0).all()
+    return p
+
+
+def _grid(n: int, window_s: float = 0.96, hop_s: float = 0.48):
+    starts = np.arange(n) * hop_s
+    return starts, starts + window_s, float(starts[-1] + window_s)
+
+
+# -- config ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [
+    {"window_s": 0}, {"window_s": float("nan")}, {"hop_s": 0}, {"window_s": 1.0, "hop_s": 2.0},
+    {"smooth_windows": 0}, {"smooth_windows": 2}, {"min_event_s": -1},
+    {"thresholds": {"screaming": 1.5}}, {"thresholds": {"not_screaming": 0.5}},
+])
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        SegmentConfig(**kwargs)
+
+
+def test_config_round_trip_and_thresholds():
+    cfg = SegmentConfig(window_s=2.0, hop_s=0.5, smooth_windows=5, min_event_s=1.5,
+                        thresholds={"screaming": 0.7})
+    assert SegmentConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.threshold("screaming") == 0.7
+    assert cfg.threshold("cry") == 0.5
+    with pytest.raises(ValueError, match="unknown class"):
+        SegmentConfig(thresholds={"scream": 0.6}).check_classes(CLASSES)
+
+
+def test_parse_thresholds():
+    assert parse_thresholds(["screaming=0.6", "cry=0.4, screaming=0.7"]) == {
+        "screaming": 0.7, "cry": 0.4}
+    assert parse_thresholds([]) == {}
+    for bad in (["screaming"], ["screaming=high"], ["screaming=1.2"], ["=0.5"]):
+        with pytest.raises(ValueError, match="CLASS=P"):
+            parse_thresholds(bad)
+
+
+def test_paths_beside_the_file_table():
+    assert segments_path(Path("out/results.parquet")) == Path("out/results.segments.parquet")
+    assert events_path(Path("out/results.parquet")) == Path("out/results.events.parquet")
+    assert events_path(Path("r.csv")) == Path("r.events.csv")
+
+
+# -- windows --------------------------------------------------------------------------------
+
+def test_window_starts_cover_the_file_and_stay_inside_it():
+    starts = window_starts(5.0, 1.44, 0.48)
+    assert starts[0] == 0.0
+    assert starts[-1] + 1.44 == pytest.approx(5.0)  # the last window ends at the file's end
+    assert np.all(np.diff(starts) > 0) and np.all(np.diff(starts) <= 0.48 + 1e-9)
+    assert window_starts(0.7, 1.44, 0.48).tolist() == [0.0]  # shorter than one window
+    assert window_starts(1.44, 1.44, 0.48).tolist() == [0.0]
+
+
+def test_patches_in_uses_centres_then_largest_overlap():
+    starts = np.arange(10) * 0.48  # centres at 0.48 + 0.48 k
+    assert patches_in(starts, 0.96, 0.0, 1.44).tolist() == [0, 1]  # centres 0.48, 0.96
+    assert patches_in(starts, 0.96, 0.96, 2.4).tolist() == [1, 2, 3]
+    long = np.array([0.0, 10.0])  # Wav2Vec2-like 10 s patches: none centred in a 2 s window
+    assert patches_in(long, 10.0, 11.0, 13.0).tolist() == [1]
+    assert patches_in(long, 10.0, 9.0, 11.0).tolist() == [0, 1]  # equal overlap: both
+
+
+def test_window_bounds_tile_the_file_at_the_centres():
+    starts, ends, dur = _grid(4)
+    lo, hi = window_bounds(starts, ends, dur)
+    assert lo[0] == 0.0 and hi[-1] == dur
+    np.testing.assert_allclose(lo[1:], hi[:-1])
+    np.testing.assert_allclose(hi[:-1], (starts[:-1] + starts[1:]) / 2 + 0.48)
+
+
+# -- smoothing and decisions ----------------------------------------------------------------
+
+def test_smooth_is_a_centred_mean_that_keeps_constants():
+    x = np.zeros((7, 3))
+    x[3, 1] = 0.9
+    s = smooth(x, 3)
+    np.testing.assert_allclose(s[2:5, 1], [0.3, 0.3, 0.3])
+    assert s[1, 1] == 0 and s[5, 1] == 0
+    const = np.tile([0.2, 0.3, 0.5], (5, 1))
+    np.testing.assert_allclose(smooth(const, 5), const)
+    edge = smooth(np.array([[1.0], [0.0], [0.0]]), 3)
+    assert edge[0, 0] == pytest.approx(0.5)  # mean over the two rows there are
+    np.testing.assert_array_equal(smooth(x, 1), x)
+
+
+def test_window_labels_apply_per_class_thresholds():
+    p = _probs([0.55, 0.55, 0.1, 0.3], cry=[0.0, 0.4, 0.6, 0.45])
+    cfg = SegmentConfig(thresholds={"screaming": 0.5, "cry": 0.4})
+    assert window_labels(p, CLASSES, cfg) == ["screaming", "screaming", "cry", "cry"]
+    strict = SegmentConfig(thresholds={"screaming": 0.6})
+    assert window_labels(p, CLASSES, strict) == ["not_screaming", "not_screaming", "cry",
+                                                 "not_screaming"]
+
+
+# -- events from synthetic probability sequences --------------------------------------------
+
+def test_a_run_of_windows_becomes_one_event_at_the_window_centres():
+    screaming = [0.05] * 10 + [0.9] * 8 + [0.05] * 10
+    starts, ends, dur = _grid(len(screaming))
+    cfg = SegmentConfig(window_s=0.96, hop_s=0.48, smooth_windows=1, min_event_s=1.0)
+    fs = segment_probs(starts, ends, _probs(screaming), CLASSES, dur, cfg)
+    assert len(fs.events) == 1
+    ev = fs.events[0]
+    # window k owns [centre_k - hop/2, centre_k + hop/2): windows 10..17
+    assert ev["label"] == "screaming"
+    assert ev["start_s"] == pytest.approx(10 * 0.48 + 0.48 - 0.24)
+    assert ev["end_s"] == pytest.approx(17 * 0.48 + 0.48 + 0.24)
+    assert ev["peak_confidence"] == pytest.approx(0.9)
+    assert ev["mean_confidence"] == pytest.approx(0.9)
+    labels = [s["label"] for s in fs.segments]
+    assert labels == ["not_screaming"] * 10 + ["screaming"] * 8 + ["not_screaming"] * 10
+    assert fs.summary["n_events_screaming"] == 1 and fs.summary["n_events_cry"] == 0
+    assert fs.summary["event_s_screaming"] == pytest.approx(8 * 0.48)
+    assert fs.summary["first_onset_s"] == ev["start_s"]
+
+
+def test_one_stray_window_makes_no_event():
+    screaming = [0.05] * 10 + [0.95] + [0.05] * 10
+    starts, ends, dur = _grid(len(screaming))
+    smoothed = segment_probs(starts, ends, _probs(screaming), CLASSES, dur,
+                             SegmentConfig(smooth_windows=3, min_event_s=0.0))
+    assert smoothed.events == []  # 0.95 averaged with two neighbours is under 0.5
+    too_short = segment_probs(starts, ends, _probs(screaming), CLASSES, dur,
+                              SegmentConfig(smooth_windows=1, min_event_s=1.0))
+    assert too_short.events == []  # one window owns 0.48 s < 1.0 s
+    assert all(s["label"] == "not_screaming" for s in too_short.segments)
+    kept = segment_probs(starts, ends, _probs(screaming), CLASSES, dur,
+                         SegmentConfig(smooth_windows=1, min_event_s=0.4))
+    assert len(kept.events) == 1
+
+
+def test_threshold_decides_whether_a_weak_run_is_an_event():
+    screaming = [0.1] * 5 + [0.55] * 6 + [0.1] * 5
+    starts, ends, dur = _grid(len(screaming))
+    loose = segment_probs(starts, ends, _probs(screaming), CLASSES, dur,
+                          SegmentConfig(smooth_windows=1, thresholds={"screaming": 0.5}))
+    strict = segment_probs(starts, ends, _probs(screaming), CLASSES, dur,
+                           SegmentConfig(smooth_windows=1, thresholds={"screaming": 0.6}))
+    assert [e["label"] for e in loose.events] == ["screaming"]
+    assert strict.events == [] and strict.summary["n_events"] == 0
+    assert strict.summary["first_onset_s"] is None
+
+
+def test_runs_of_different_classes_and_gaps_make_separate_events():
+    cry = [0.0] * 4 + [0.8] * 4 + [0.0] * 12
+    screaming = [0.0] * 8 + [0.9] * 3 + [0.0] * 3 + [0.9] * 3 + [0.0] * 3
+    starts, ends, dur = _grid(len(cry))
+    fs = segment_probs(starts, ends, _probs(screaming, cry), CLASSES, dur,
+                       SegmentConfig(smooth_windows=1, min_event_s=1.0))
+    assert [e["label"] for e in fs.events] == ["cry", "screaming", "screaming"]
+    assert fs.events[0]["end_s"] == pytest.approx(fs.events[1]["start_s"])  # adjacent runs
+    assert fs.summary["n_events"] == 3
+    assert fs.summary["n_events_cry"] == 1 and fs.summary["n_events_screaming"] == 2
+    assert fs.summary["event_s_screaming"] == pytest.approx(6 * 0.48)
+    assert fs.summary["first_onset_s"] == fs.events[0]["start_s"]
+
+
+def test_segment_rows_match_the_declared_columns():
+    import pyarrow as pa
+
+    from scanner.rows import arrow_schema
+
+    starts, ends, dur = _grid(12)
+    fs = segment_probs(starts, ends, _probs([0.0] * 4 + [0.9] * 4 + [0.0] * 4), CLASSES, dur,
+                       SegmentConfig(smooth_windows=1))
+    seg_rows, ev_rows = fs.rows("/a/b.wav")
+    assert list(seg_rows[0]) == list(segment_columns(CLASSES))
+    assert list(ev_rows[0]) == list(event_columns())
+    assert list(fs.summary) == list(summary_columns(CLASSES, "not_screaming"))
+    for rows, cols in ((seg_rows, segment_columns(CLASSES)), (ev_rows, event_columns())):
+        table = pa.Table.from_pylist(rows, schema=arrow_schema(cols))
+        assert table.num_rows == len(rows) and table.column("path")[0].as_py() == "/a/b.wav"
+    np.testing.assert_allclose([sum(r[f"prob_{c}"] for c in CLASSES) for r in seg_rows], 1.0)
+
+
+def test_no_windows_gives_an_empty_summary():
+    fs = segment_probs(np.zeros(0), np.zeros(0), np.zeros((0, 3)), CLASSES, 3.0, SegmentConfig())
+    assert fs.segments == [] and fs.events == []
+    assert fs.summary["n_events"] == 0 and fs.summary["first_onset_s"] is None
+
+
+# -- with a backbone and a head -------------------------------------------------------------
+
+# The fake backbone's 16 features are log energies of 500 Hz bands: a 440 Hz tone lights
+# band 0, a 2.6 kHz tone band 5 and a 5.2 kHz tone band 10. The head reads one band per class.
+BAND = {"cry": 5, "screaming": 10, "not_screaming": 0}
+TONE_HZ = {"cry": 2600.0, "screaming": 5200.0, "not_screaming": 440.0}
+
+
+def _band_classifier(backbone: FakeBackbone, *, weight: float = 1.0) -> Classifier:
+    w = np.zeros((3, 16), np.float32)
+    for i, c in enumerate(CLASSES):
+        w[i, BAND[c]] = 1.0
+    head = MLPHead(classes=CLASSES, backbone_config={**backbone.config(), **backbone.identity},
+                   layers=[(w, np.zeros(3, np.float32))], mean=np.zeros(16), std=np.ones(16),
+                   name=f"bands-{backbone.name}")
+    return Model(backbone, head, weight)
+
+
+def _tones(*parts: tuple[str, float]) -> np.ndarray:
+    return np.concatenate([sine(TONE_HZ[c], d, SR, amplitude=0.3) for c, d in parts])
+
+
+def test_analyse_file_places_a_tone_burst_with_the_fake_backbone():
+    backbone = FakeBackbone()
+    classifier = Classifier([_band_classifier(backbone)])
+    wave = _tones(("not_screaming", 10.0), ("screaming", 3.0), ("not_screaming", 8.0),
+                  ("cry", 2.0), ("not_screaming", 4.0))
+    fs = analyse_file(classifier, {"fake": backbone.embed(wave)}, len(wave) / SR, SegmentConfig())
+    assert [e["label"] for e in fs.events] == ["screaming", "cry"]
+    scream, cry = fs.events
+    assert abs(scream["start_s"] - 10.0) <= 0.5 and abs(scream["end_s"] - 13.0) <= 0.5
+    assert abs(cry["start_s"] - 21.0) <= 0.5 and abs(cry["end_s"] - 23.0) <= 0.5
+    assert scream["peak_confidence"] > 0.99
+    assert fs.segments[-1]["end_s"] == pytest.approx(27.0)
+    assert fs.summary["first_onset_s"] == scream["start_s"]
+
+
+def test_analyse_file_with_two_backbones_on_different_grids():
+    class CoarseFake(FakeBackbone):
+        name = "coarse"
+
+    fine, coarse = FakeBackbone(), CoarseFake(window_s=2.0, hop_s=1.0)
+    classifier = Classifier([_band_classifier(fine), _band_classifier(coarse)])
+    wave = _tones(("not_screaming", 8.0), ("screaming", 4.0), ("not_screaming", 8.0))
+    embeddings = {"fake": fine.embed(wave), "coarse": coarse.embed(wave)}
+    fs = analyse_file(classifier, embeddings, len(wave) / SR, SegmentConfig(window_s=1.0,
+                                                                             hop_s=0.5))
+    assert [e["label"] for e in fs.events] == ["screaming"]
+    assert abs(fs.events[0]["start_s"] - 8.0) <= 1.0 and abs(fs.events[0]["end_s"] - 12.0) <= 1.0
+
+
+def test_short_and_cut_files():
+    backbone = FakeBackbone()
+    classifier = Classifier([_band_classifier(backbone)])
+    short = _tones(("screaming", 0.5))
+    fs = analyse_file(classifier, {"fake": backbone.embed(short)}, 0.5, SegmentConfig())
+    assert len(fs.segments) == 1
+    assert (fs.segments[0]["start_s"], fs.segments[0]["end_s"]) == (0.0, 0.5)
+    assert fs.segments[0]["prob_screaming"] > 0.9
+    # Embeddings of the first 6 s of a file said to last 60 s (--max-duration): no windows
+    # where nothing was analysed.
+    cut = _tones(("not_screaming", 6.0))
+    fs = analyse_file(classifier, {"fake": backbone.embed(cut)}, 60.0, SegmentConfig())
+    assert fs.segments[-1]["end_s"] <= 6.0 + 0.96
+    assert fs.events == []
+
+
+def test_empty_embedding_gives_no_segments():
+    backbone = FakeBackbone()
+    classifier = Classifier([_band_classifier(backbone)])
+    empty = Embedding(np.zeros((0, 16), np.float32), np.zeros(0), 0.96)
+    fs = analyse_file(classifier, {"fake": empty}, 3.0, SegmentConfig())
+    assert fs.segments == [] and fs.summary["n_events"] == 0

@@ -1,0 +1,148 @@
+"""train_head end to end on generated audio (tones, noise, chirps) with the fake backbone:
+accuracy, written artifacts, cache reuse across runs, and determinism."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner.backbones.fake import FakeBackbone
+from scanner.heads.mlp import MLPHead
+from scanner.testing import chirp, noise, sine, write_audio
+from training.config import TrainConfig
+from training.split import read_split_csv
+from training.train import train_head
+
+CLASSES = ("chirp", "noise", "tone")
+
+
+def make_corpus(root: Path, *, recordings: int = 12, parts: int = 2, seed: int = 0) -> Path:
+    """``root/<class>/<rec>_<part>.wav``: seeded tones, noise and chirps, some at 8 kHz."""
+    rng = np.random.default_rng(seed)
+    for rec in range(recordings):
+        for part in range(parts):
+            sr = 8000 if rng.random() < 0.3 else 16000
+            dur = float(rng.uniform(0.8, 1.5))
+            amp = float(rng.uniform(0.2, 0.6))
+            f = float(rng.uniform(200, 3000))
+            clips = {
+                "tone": sine(f, dur, sr, amplitude=amp),
+                "noise": noise(dur, sr, amplitude=amp / 3, seed=int(rng.integers(1 << 30))),
+                "chirp": chirp(f / 4, min(f * 3, 0.45 * sr), dur, sr, amplitude=amp),
+            }
+            for label, x in clips.items():
+                write_audio(root / label / f"{label}{rec}_{part}.wav", x, sr)
+    return root
+
+
+class CountingBackbone(FakeBackbone):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def embed(self, waveform):
+        self.calls += 1
+        return super().embed(waveform)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "data")
+
+
+@pytest.fixture(scope="module")
+def first_run(corpus: Path, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    config = TrainConfig(str(corpus), str(tmp / "head"), backbone="fake",
+                         cache_dir=str(tmp / "cache"), hidden=(32,), epochs=150, patience=25,
+                         workers=0, seed=0)
+    backbone = CountingBackbone()
+    result = train_head(config, progress=False, backbone=backbone)
+    return config, result, backbone
+
+
+def test_reaches_high_accuracy_also_band_limited(first_run) -> None:
+    _, result, backbone = first_run
+    sets = result.metrics["sets"]
+    assert result.head.classes == CLASSES
+    assert sets["test"]["accuracy"] >= 0.9
+    assert sets["test"]["macro_f1"] >= 0.9
+    assert sets["bandlimited_test"]["accuracy"] >= 0.85
+    # 72 files, original view + band-limited view of every file.
+    assert backbone.calls == 144
+    assert result.embedded == {"original": 72, "bandlimit4k": 72}
+
+
+def test_writes_head_split_metrics_plots_and_report(first_run, corpus: Path) -> None:
+    config, result, _ = first_run
+    out = Path(config.out_dir)
+    for name in ("head.json", "weights.safetensors", "split.csv", "predictions.csv",
+                 "metrics.json", "report.md", "train_config.json"):
+        assert (out / name).is_file(), name
+    assert len(list(out.glob("*.png"))) >= 6
+    meta = json.loads((out / "head.json").read_text())
+    assert meta["training"]["command"] == config.command()
+    assert meta["training"]["config"] == config.to_dict()
+    assert meta["metrics"]["test"]["accuracy"] == result.metrics["sets"]["test"]["accuracy"]
+    assert set(meta["thresholds"]) == set(CLASSES)
+    assert TrainConfig.from_dict(json.loads((out / "train_config.json").read_text())) == config
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sets"]["bandlimited_test"]["n"] == metrics["split"]["test"]["files"]
+    rows = read_split_csv(out / "split.csv")
+    assert len(rows) == 72
+    sides: dict[str, set[str]] = {}
+    for r in rows:
+        sides.setdefault(r["group"], set()).add(r["split"])
+        assert (corpus / r["path"]).is_file()
+    assert all(len(s) == 1 for s in sides.values())
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+
+
+def test_saved_head_reproduces_the_predictions(first_run, corpus: Path) -> None:
+    config, result, _ = first_run
+    head = MLPHead.load(config.out_dir)
+    backbone = FakeBackbone()
+    with open(Path(config.out_dir) / "predictions.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "test"][:5]
+    import soundfile as sf
+    import soxr
+
+    for r in rows:
+        wave, sr = sf.read(corpus / r["path"], dtype="float32")
+        if sr != 16000:
+            wave = soxr.resample(wave, sr, 16000)
+        p = head.predict_proba(head.pooled(backbone.embed(wave)))[0]
+        expected = [float(r[f"original_p_{c}"]) for c in CLASSES]
+        np.testing.assert_allclose(p, expected, atol=2e-3)
+
+
+def test_second_run_embeds_nothing_and_same_seed_same_weights(first_run, tmp_path) -> None:
+    config, result, _ = first_run
+    backbone = CountingBackbone()
+    again = train_head(TrainConfig.from_dict({**config.to_dict(), "out_dir": str(tmp_path / "b")}),
+                       progress=False, backbone=backbone)
+    assert backbone.calls == 0
+    assert again.embedded == {"original": 0, "bandlimit4k": 0}
+    for (wa, ba), (wb, bb) in zip(result.head.layers, again.head.layers, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+        np.testing.assert_array_equal(ba, bb)
+    other = train_head(TrainConfig.from_dict({**config.to_dict(), "out_dir": str(tmp_path / "c"),
+                                              "hidden": [16, 8], "dropout": 0.1,
+                                              "band_limit_prob": 0.0}),
+                       progress=False, backbone=backbone)
+    assert backbone.calls == 0
+    assert len(other.head.layers) == 3
+
+
+def test_too_few_groups_is_a_config_error(tmp_path: Path) -> None:
+    from scanner.errors import ConfigError
+
+    for label in ("a", "b"):
+        write_audio(tmp_path / "data" / label / "x.wav", sine(440, 0.5, 16000), 16000)
+    with pytest.raises(ConfigError, match="split"):
+        train_head(TrainConfig(str(tmp_path / "data"), str(tmp_path / "h"), backbone="fake",
+                               cache_dir=str(tmp_path / "c"), workers=0), progress=False)
