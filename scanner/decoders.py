@@ -1,4 +1,4 @@
-"""Decoder backends (libsndfile via soundfile, FFmpeg via PyAV) and a cheap container check.
+"""Decoder backends: libsndfile (soundfile) and FFmpeg (PyAV), streaming into mono at one rate.
 
 Each backend reads one bounded part of a file block by block and streams it through a
 :class:`MonoSink` (channel mean, then soxr resampling), so memory stays bounded by the part,
@@ -11,7 +11,6 @@ No TensorFlow or torch here: this runs in decode worker processes.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,126 +307,8 @@ class _PyavReader:
         return True
 
     def _at_end(self) -> bool:
+        """Whether the stream has no packet with data after the current one."""
         try:
             return next(iter(self.container.demux(self.stream))).size == 0
-        except (StopIteration, Exception):
+        except Exception:  # StopIteration, or a corrupt tail: nothing more to decode
             return True
-
-
-# --- cheap container facts --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ContainerFacts:
-    """What a file's container says without decoding it.
-
-    Attributes:
-        truncated: Why the container shows the file was cut, or None.
-        held_s: Seconds of audio the file still holds, when cheaply known.
-        claimed_s: The header's stated duration, when it states one exactly.
-    """
-
-    truncated: str | None = None
-    held_s: float | None = None
-    claimed_s: float | None = None
-
-
-def container_facts(path: Path, head: bytes, size_bytes: int) -> ContainerFacts:
-    """Check a WAV's data chunk, an Ogg stream's last page and an MP3's Xing/VBRI frame count."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return _wav_facts(path, size_bytes)
-    if head[:4] == b"OggS":
-        return _ogg_facts(path, size_bytes)
-    claimed = _mp3_claimed_s(head)
-    return ContainerFacts(claimed_s=claimed)
-
-
-def _wav_facts(path: Path, size_bytes: int) -> ContainerFacts:
-    bytes_per_s = 0
-    with open(path, "rb") as f:
-        pos = 12
-        for _ in range(64):
-            f.seek(pos)
-            header = f.read(8)
-            if len(header) < 8:
-                return ContainerFacts()
-            chunk, length = header[:4], struct.unpack("<I", header[4:])[0]
-            if chunk == b"fmt ":
-                fmt = f.read(16)
-                if len(fmt) == 16:
-                    _, ch, rate, avg, align = struct.unpack("<HHIIH", fmt[:14])
-                    bytes_per_s = avg or rate * align
-            elif chunk == b"data":
-                available = size_bytes - pos - 8
-                slack = max(16, bytes_per_s // 100)  # a partial last frame is not worth failing
-                if length in (0, 0xFFFFFFFF) or length <= available + slack or not bytes_per_s:
-                    return ContainerFacts()
-                held, claimed = available / bytes_per_s, length / bytes_per_s
-                return ContainerFacts(f"the header says {claimed:.1f} s", held, claimed)
-            pos += 8 + length + (length & 1)
-    return ContainerFacts()
-
-
-def _ogg_facts(path: Path, size_bytes: int) -> ContainerFacts:
-    tail_len = min(size_bytes, 1 << 17)
-    with open(path, "rb") as f:
-        f.seek(size_bytes - tail_len)
-        tail = f.read(tail_len)
-    at = tail.rfind(b"OggS")
-    while at >= 0:
-        header = tail[at:at + 27]
-        if len(header) == 27 and header[4] == 0:  # stream structure version 0
-            n_seg = header[26]
-            lacing = tail[at + 27:at + 27 + n_seg]
-            if len(lacing) < n_seg or at + 27 + n_seg + sum(lacing) > len(tail):
-                return ContainerFacts("its last Ogg page is cut short")
-            if not header[5] & 0x04:
-                return ContainerFacts("its Ogg stream has no end marker")
-            return ContainerFacts()
-        at = tail.rfind(b"OggS", 0, at)
-    return ContainerFacts()
-
-
-_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
-
-def _mp3_claimed_s(head: bytes) -> float | None:
-    """The duration an MP3's Xing/Info or VBRI frame states, or None."""
-    pos = 0
-    if head[:3] == b"ID3" and len(head) >= 10:
-        size = 0
-        for b in head[6:10]:
-            size = (size << 7) | (b & 0x7F)
-        pos = 10 + size + (10 if head[5] & 0x10 else 0)
-    end = min(len(head) - 4, pos + 8192)
-    while pos < end:
-        b1, b2, b3 = head[pos + 1], head[pos + 2], head[pos + 3]
-        version, layer, rate_i = (b1 >> 3) & 3, (b1 >> 1) & 3, (b2 >> 2) & 3
-        if head[pos] == 0xFF and b1 & 0xE0 == 0xE0 and version != 1 and layer == 1 and rate_i != 3:
-            break
-        pos += 1
-    else:
-        return None
-    rate = _MPEG_RATES[version][rate_i]
-    mono = (b3 >> 6) == 3
-    per_frame = 1152 if version == 3 else 576
-    side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
-    xing = head[pos + 4 + side:pos + 4 + side + 12]
-    if xing[:4] in (b"Xing", b"Info") and len(xing) == 12 and xing[7] & 1:
-        return struct.unpack(">I", xing[8:12])[0] * per_frame / rate
-    vbri = head[pos + 36:pos + 36 + 18]
-    if vbri[:4] == b"VBRI" and len(vbri) == 18:
-        return struct.unpack(">I", vbri[14:18])[0] * per_frame / rate
-    return None
-
-
-def describe_bytes(head: bytes) -> str:
-    """A person's guess at what a non-audio file is, from its first bytes."""
-    for magic, what in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-                        (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"),
-                        (b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "a gzip archive")):
-        if head.startswith(magic):
-            return f"it looks like {what}"
-    text = head[:512].decode("utf-8", errors="replace")
-    printable = sum((c.isprintable() or c in "\r\n\t") and c != "\ufffd" for c in text)
-    return "it looks like text" if text and printable >= 0.95 * len(text) else "unrecognised data"

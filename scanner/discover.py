@@ -82,8 +82,10 @@ def discover(
             raise ConfigError(f"cannot scan {str(raw)!r}: {why}")
         if root.is_dir():
             candidates = _walk(root, filters)
-        else:
+        elif root.is_file():
             candidates = [str(root)]
+        else:
+            raise ConfigError(f"cannot scan {str(raw)!r}: not a regular file or folder")
         for path in candidates:
             _remember(found, path)
 
@@ -132,6 +134,7 @@ def _walk(root: Path, filters: _Filters) -> list[str]:
                     logger.warning("skipping broken symbolic link %s", entry.path)
                     continue
                 is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = entry.is_file(follow_symlinks=True)
             except OSError as e:
                 logger.warning("skipping %s: %s", entry.path, e.strerror or e)
                 continue
@@ -147,6 +150,9 @@ def _walk(root: Path, filters: _Filters) -> list[str]:
                     continue
                 seen_dirs.add(real)
                 stack.append((entry.path, rel))
+                continue
+            if not is_file:  # a pipe or device would block the decoder forever
+                logger.warning("skipping %s: not a regular file", entry.path)
                 continue
             if link and not filters.follow_symlinks and not _inside(entry.path, root_real):
                 logger.info("skipping %s: it links outside %s", entry.path, root)

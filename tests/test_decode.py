@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scanner import decode as decode_mod
+from scanner.containers import container_facts
 from scanner.decode import decode_task, plan_tasks, probe_duration
 from scanner.errors import ConfigError, DecodeError
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
@@ -49,12 +50,14 @@ def peak_hz(x: np.ndarray, rate: int = SR) -> float:
 
 
 def write_pyav(path: Path, x: np.ndarray, rate: int, codec: str, fmt: str | None = None) -> Path:
-    """Encode with FFmpeg (formats libsndfile cannot write): AAC in MP4/ADTS, WMA, Opus."""
+    """Encode with FFmpeg (formats libsndfile cannot write): AAC in MP4/ADTS, WMA, Opus, and
+    MP3 without a Xing frame."""
     import av
 
     x = x[:, None] if x.ndim == 1 else x
     layout = "mono" if x.shape[1] == 1 else "stereo"
-    with av.open(str(path), "w", format=fmt) as container:
+    options = {"write_xing": "0"} if path.suffix == ".mp3" else {}
+    with av.open(str(path), "w", format=fmt, options=options) as container:
         stream = container.add_stream(codec, rate=48000 if "opus" in codec else rate,
                                       layout=layout)
         stream.codec_context.bit_rate = 96000
@@ -292,6 +295,23 @@ def test_truncated_flac_reports_the_audio_before_the_cut(tmp_path: Path) -> None
     assert out.message.startswith("truncated after 4.") or out.message.startswith(
         "truncated after 5."), out.message
     assert "10.0 s" in out.message
+
+
+def test_part_past_a_stated_end_is_truncated_past_an_estimate_is_empty(tmp_path: Path) -> None:
+    whole = write_audio(tmp_path / "w.flac", noise(10.0, SR, seed=5), SR).read_bytes()
+    (tmp_path / "cut.flac").write_bytes(whole[: len(whole) // 2])
+    out = decode(tmp_path / "cut.flac", start_s=8.0, max_s=2.0, part=4, n_parts=5)
+    assert isinstance(out, DecodeFailure) and out.kind == "truncated"
+    assert "10.0 s" in out.message
+
+    # an MP3 without a Xing frame has only an estimated length: a part planned past its end
+    # holds nothing, and that is no fault of the file
+    x = noise(3.0, 22050, seed=6)
+    mp3 = write_pyav(tmp_path / "noxing.mp3", x, 22050, "libmp3lame")
+    assert container_facts(mp3, mp3.read_bytes()[:65536], 0).claimed_s is None
+    past = ok(mp3, start_s=4.0, max_s=2.0, part=2, n_parts=3)
+    assert len(past.waveform) == 0 and past.offset_s == 4.0
+    assert ok(tmp_path / "w.flac", start_s=12.0, max_s=2.0, part=6, n_parts=7).waveform.size == 0
 
 
 def test_huge_header_allocates_nothing_big(corpus) -> None:

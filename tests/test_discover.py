@@ -146,3 +146,12 @@ def test_unreadable_folder_logged_and_skipped(tree: Path, monkeypatch: pytest.Mo
         files = discover([tree])
     assert names(files, tree) == ["a.wav", "b/c.FLAC", "z.m4a"]
     assert "unreadable folder" in caplog.text and "Permission denied" in caplog.text
+
+
+def test_pipes_are_skipped(tree: Path, caplog: pytest.LogCaptureFixture) -> None:
+    os.mkfifo(tree / "pipe.wav")  # opening it to decode would block forever
+    with caplog.at_level(logging.WARNING, logger="scanner.discover"):
+        assert len(discover([tree])) == 6
+    assert "not a regular file" in caplog.text
+    with pytest.raises(ConfigError, match="not a regular file"):
+        discover([tree / "pipe.wav"])
