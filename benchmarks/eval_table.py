@@ -26,7 +26,7 @@ def evaluate(table_path: Path, root: Path) -> dict:
         "ok": int((df["status"] == "ok").sum()),
         "macro_f1": float(f1_score(truth, pred, labels=classes, average="macro")),
         "recall": dict(zip(classes, map(float, recall_score(truth, pred, labels=classes,
-                                                              average=None)))),
+                                                              average=None)), strict=True)),
         "confusion": {"labels": classes,
                       "matrix": confusion_matrix(truth, pred, labels=classes).tolist()},
     }

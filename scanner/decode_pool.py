@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -59,10 +59,14 @@ class DecodePool:
         sample_rate_hz: Target rate of the decoded waveforms.
         timeout_s: A task running longer than this is abandoned as ``timeout`` (None: no limit).
         in_flight: Tasks submitted ahead of the consumer (default ``2 * workers + 2``).
+        decode: The per-task function run in the workers (tests swap in faulty ones).
     """
 
     def __init__(self, *, workers: int | None = None, sample_rate_hz: int = 16_000,
-                 timeout_s: float | None = None, in_flight: int | None = None) -> None:
+                 timeout_s: float | None = None, in_flight: int | None = None,
+                 decode: Callable[[DecodeTask, int], DecodedClip | DecodeFailure] | None = None
+                 ) -> None:
+        self.decode = decode or _decode_in_worker
         self.workers = default_workers() if workers is None else max(0, workers)
         self.sample_rate_hz = sample_rate_hz
         self.timeout_s = timeout_s
@@ -84,14 +88,14 @@ class DecodePool:
 
     def _submit(self, pending: _Pending) -> None:
         pending.future = self._get_executor().submit(
-            _decode_in_worker, pending.task, self.sample_rate_hz)
+            self.decode, pending.task, self.sample_rate_hz)
         pending.started = time.monotonic()
 
     def imap(self, tasks: Iterable[DecodeTask]) -> Iterator[DecodedClip | DecodeFailure]:
         """Yields one DecodedClip or DecodeFailure per task, in the order of ``tasks``."""
         if self.workers == 0:
             for task in tasks:
-                yield decode_task(task, sample_rate_hz=self.sample_rate_hz)
+                yield self.decode(task, self.sample_rate_hz)
             return
         source = iter(tasks)
         queue: deque[_Pending] = deque()

@@ -49,7 +49,8 @@ def discover(
 
     Args:
         paths: Folders (walked recursively) and files. A file named explicitly is taken as
-            is, whatever its extension and the filters.
+            is, whatever its extension and the filters. Pipes and devices are skipped (a
+            decoder would block on them).
         extensions: File name extensions to keep, case-insensitive, with or without the dot
             (default :data:`DEFAULT_EXTENSIONS`).
         include: ``fnmatch`` globs; when given, a file is kept only if one matches its path
@@ -64,7 +65,8 @@ def discover(
         The files, each once (by resolved path), sorted by absolute path.
 
     Raises:
-        ConfigError: A path does not exist, or ``extensions`` is empty.
+        ConfigError: A path does not exist or is neither a file nor a folder, or
+            ``extensions`` is empty.
     """
     if extensions is None:
         exts = frozenset(DEFAULT_EXTENSIONS)

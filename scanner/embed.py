@@ -69,7 +69,7 @@ def _shift(emb: Embedding, offset_s: float) -> Embedding:
     return Embedding(emb.embeddings, emb.starts_s + offset_s, emb.window_s, emb.scores)
 
 
-class _Stitcher:
+class Stitcher:
     """Collects the parts of each file and emits one FileResult once its last part is in."""
 
     def __init__(self) -> None:
@@ -103,6 +103,27 @@ class _Stitcher:
         return FileResult(task.file, info, merged)
 
 
+def embed_items(items: Sequence[DecodedClip | DecodeFailure], backbones: Sequence[Backbone],
+                transform: Transform | None = None
+                ) -> list[tuple[DecodedClip | DecodeFailure, dict[str, Embedding] | None]]:
+    """Embeds a batch of decoded clips with every backbone (failures pass through with None).
+
+    The one place model calls are made, shared by the local and the Ray engines.
+    """
+    clips = [item for item in items if isinstance(item, DecodedClip)]
+    waves = [transform(c.waveform) if transform else c.waveform for c in clips]
+    per_backbone = {b.name: b.embed_batch(waves) if waves else [] for b in backbones}
+    out = []
+    index = 0
+    for item in items:
+        embs = None
+        if isinstance(item, DecodedClip):
+            embs = {name: results[index] for name, results in per_backbone.items()}
+            index += 1
+        out.append((item, embs))
+    return out
+
+
 def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
                 workers: int | None = None, batch_s: float = 60.0, max_batch_files: int = 256,
                 part_s: float = 120.0, max_duration_s: float | None = None,
@@ -130,20 +151,12 @@ def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
         raise ValueError(f"backbones want different sample rates {sorted(rates)}")
     sample_rate_hz = rates.pop()
     tasks = plan_tasks(files, part_s=part_s, max_duration_s=max_duration_s)
-    stitcher = _Stitcher()
+    stitcher = Stitcher()
     batch: list[DecodedClip | DecodeFailure] = []
     samples = 0
 
     def flush() -> Iterator[FileResult]:
-        clips = [item for item in batch if isinstance(item, DecodedClip)]
-        waves = [transform(c.waveform) if transform else c.waveform for c in clips]
-        per_backbone = {b.name: b.embed_batch(waves) if waves else [] for b in backbones}
-        it = iter(range(len(clips)))
-        for item in batch:
-            embs = None
-            if isinstance(item, DecodedClip):
-                i = next(it)
-                embs = {name: out[i] for name, out in per_backbone.items()}
+        for item, embs in embed_items(batch, backbones, transform):
             result = stitcher.add(item, embs)
             if result is not None:
                 yield result

@@ -13,11 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner.classify import Classifier, Model
 from scanner.config import ScanConfig
 from scanner.records import AudioFile
+
+if TYPE_CHECKING:
+    from scanner.embed import FileResult
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,14 @@ def table_metadata(config: ScanConfig, classifier: Classifier) -> dict[bytes, by
     return {b"scanner": json.dumps(meta, default=str).encode()}
 
 
+def results_schema(config: ScanConfig, classifier: Classifier):
+    """The file table's arrow schema, with the scan's metadata (the same for every engine)."""
+    from scanner.rows import arrow_schema, column_types
+
+    names = [m.backbone.name for m in classifier.models]
+    return arrow_schema(column_types(classifier.classes, names), table_metadata(config, classifier))
+
+
 def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None = None, *,
          classifier: Classifier | None = None,
          on_files: Callable[[int], None] | None = None,
@@ -108,7 +119,6 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
     """
     from scanner.discover import discover
     from scanner.embed import embed_files
-    from scanner.rows import arrow_schema, build_row, column_types
     from scanner.writer import TableSink, format_for
 
     config = config or ScanConfig()
@@ -119,16 +129,12 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
                      exclude=config.exclude, hidden=config.hidden,
                      follow_symlinks=config.follow_symlinks)
     classifier = classifier or load_classifier(config)
-    names = [m.backbone.name for m in classifier.models]
-    schema = arrow_schema(column_types(classifier.classes, names),
-                          table_metadata(config, classifier))
+    schema = results_schema(config, classifier)
     sink = TableSink(out, schema, fmt=format_for(out, config.output_format), resume=config.resume)
     todo, skipped, redo = _resume_filter(files, sink.previous_rows()) if config.resume \
         else (files, 0, set())
     if on_files:
         on_files(len(todo))
-    backbone_label = "+".join(names)
-    head_label = "+".join(m.head.name for m in classifier.models)
     counts = {"ok": 0, "error": 0}
     audio_s = 0.0
     pending: list[dict[str, Any]] = []
@@ -139,7 +145,7 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
                                   batch_s=config.batch_s, part_s=config.part_s,
                                   max_duration_s=config.max_duration_s,
                                   decode_timeout_s=config.decode_timeout_s):
-            row = _row_for(result, classifier, backbone_label, head_label, build_row)
+            row = make_row(result, classifier)
             counts[row["status"]] += 1
             audio_s += row["duration_s"] or 0.0
             pending.append(row)
@@ -161,9 +167,16 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
                        time.monotonic() - start)
 
 
-def _row_for(result, classifier: Classifier, backbone_label: str, head_label: str,
-             build_row) -> dict[str, Any]:
+def make_row(result: FileResult, classifier: Classifier) -> dict[str, Any]:
+    """Classifies one file's embeddings into its table row; failures become error rows.
+
+    Shared by every engine.
+    """
+    from scanner.rows import build_row
+
     classes = classifier.classes
+    backbone_label = "+".join(m.backbone.name for m in classifier.models)
+    head_label = "+".join(m.head.name for m in classifier.models)
     if not result.ok:
         log.warning("%s: %s (%s)", result.file.path, result.failure.message, result.failure.kind)
         if result.failure.details:

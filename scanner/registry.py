@@ -1,4 +1,4 @@
-"""A tiny decorator registry: backbones, heads and writers register by name; the CLI's choices come from it."""
+"""A tiny decorator registry: backbones, heads and writers register by name; the CLI lists it."""
 
 from __future__ import annotations
 

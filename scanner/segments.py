@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from scanner.errors import ConfigError
 from scanner.heads.base import pool
 
 if TYPE_CHECKING:
@@ -85,10 +86,11 @@ class SegmentConfig:
         return float(self.thresholds.get(label, DEFAULT_THRESHOLD))
 
     def check_classes(self, classes: Sequence[str]) -> None:
-        """Raises ValueError when the background or a thresholded class is not in ``classes``."""
+        """Raises ConfigError when the background or a thresholded class is not in ``classes``."""
         unknown = [c for c in [self.background, *self.thresholds] if c not in classes]
         if unknown:
-            raise ValueError(f"unknown class(es) {unknown} for a classifier of {list(classes)}")
+            raise ConfigError(f"unknown class(es) {unknown} in the segment settings; the "
+                              f"heads' classes are {list(classes)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

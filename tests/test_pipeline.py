@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from scanner.config import ScanConfig
-from scanner.embed import embed_files
 from scanner.backbones import load_backbone
+from scanner.config import ScanConfig
 from scanner.discover import discover
+from scanner.embed import embed_files
 from scanner.pipeline import scan
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from scanner.backbones.fake import FakeBackbone
 from scanner.classify import Classifier, Model
+from scanner.errors import ConfigError
 from scanner.heads.mlp import MLPHead
 from scanner.records import Embedding
 from scanner.segments import (
@@ -64,7 +65,7 @@ def test_config_round_trip_and_thresholds():
     assert SegmentConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.threshold("screaming") == 0.7
     assert cfg.threshold("cry") == 0.5
-    with pytest.raises(ValueError, match="unknown class"):
+    with pytest.raises(ConfigError, match="unknown class"):
         SegmentConfig(thresholds={"scream": 0.6}).check_classes(CLASSES)
 
 

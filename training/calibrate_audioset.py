@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> None:
         fit_pred = model.predict(x)
         report[pooling] = {
             "cv_macro_f1": float(f1_score(y, cv_pred, average="macro")),
-            "cv_recall": dict(zip(CLASSES, map(float, recall_score(y, cv_pred, average=None)))),
+            "cv_recall": dict(zip(CLASSES, map(float, recall_score(y, cv_pred, average=None)), strict=True)),
             "fit_macro_f1": float(f1_score(y, fit_pred, average="macro")),
-            "fit_recall": dict(zip(CLASSES, map(float, recall_score(y, fit_pred, average=None)))),
+            "fit_recall": dict(zip(CLASSES, map(float, recall_score(y, fit_pred, average=None)), strict=True)),
         }
         heads[pooling] = (model.coef_, model.intercept_)
         log.info("%s pooling: %s", pooling, report[pooling])
