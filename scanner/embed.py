@@ -56,6 +56,7 @@ class FileResult:
 
 
 def _merge(parts: list[Embedding]) -> Embedding:
+    parts = [p for p in parts if p.n_patches] or parts[:1]
     if len(parts) == 1:
         return parts[0]
     scores = None if parts[0].scores is None else np.concatenate([p.scores for p in parts])
@@ -110,7 +111,9 @@ def embed_items(items: Sequence[DecodedClip | DecodeFailure], backbones: Sequenc
 
     The one place model calls are made, shared by the local and the Ray engines.
     """
-    clips = [item for item in items if isinstance(item, DecodedClip)]
+    # A part planned past a file's real end (an estimated duration) decodes to no samples:
+    # it contributes no patches rather than a padded silent one.
+    clips = [item for item in items if isinstance(item, DecodedClip) and len(item.waveform)]
     waves = [transform(c.waveform) if transform else c.waveform for c in clips]
     per_backbone = {b.name: b.embed_batch(waves) if waves else [] for b in backbones}
     out = []
@@ -118,10 +121,18 @@ def embed_items(items: Sequence[DecodedClip | DecodeFailure], backbones: Sequenc
     for item in items:
         embs = None
         if isinstance(item, DecodedClip):
-            embs = {name: results[index] for name, results in per_backbone.items()}
-            index += 1
+            if len(item.waveform):
+                embs = {name: results[index] for name, results in per_backbone.items()}
+                index += 1
+            else:
+                embs = {b.name: _empty(b) for b in backbones}
         out.append((item, embs))
     return out
+
+
+def _empty(backbone: Backbone) -> Embedding:
+    return Embedding(np.zeros((0, backbone.embedding_dim), np.float32), np.zeros(0),
+                     backbone.window_s, None)
 
 
 def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,

@@ -1,8 +1,10 @@
 """Calibrates the zero-shot ``audioset`` head on labelled clips and writes it as a head folder.
 
 YAMNet's pooled AudioSet scores for ``Crying, sobbing``/``Baby cry, infant cry`` and
-``Screaming`` become two logit features; a 3-class logistic model on them (6 weights, 3
-biases) is fitted with balanced class weights. Mean and max pooling are compared by
+``Screaming`` become two logit features. Each class's logit reads only its own score
+(``cry = a1 * logit(s_cry) + b1``, ``screaming = a2 * logit(s_scream) + b2``,
+``not_screaming = 0``) with positive slopes, so the mapping stays monotonic: a calibrated
+threshold per class, fitted by balanced cross-entropy. Mean and max pooling are compared by
 grouped 5-fold cross-validated macro-F1 and the better one is kept. Reproduce with::
 
     SCANNER_MODEL_DIR=../shared/models python -m training.calibrate_audioset \\
@@ -27,10 +29,33 @@ def _load_manifest(data_dir: Path) -> list[tuple[Path, str, str]]:
         return [(data_dir / r["file"], r["label"], r["group"]) for r in csv.DictReader(f)]
 
 
+def fit_thresholds(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fits ``[3, 2]`` diagonal weights and ``[3]`` biases (not_screaming fixed at 0)."""
+    from scipy.optimize import minimize
+
+    counts = np.bincount(y, minlength=3).astype(float)
+    sample_w = (len(y) / (3 * counts))[y]
+
+    def unpack(theta):
+        a1, b1, a2, b2 = theta
+        w = np.array([[np.exp(a1), 0.0], [0.0, np.exp(a2)], [0.0, 0.0]])
+        return w, np.array([b1, b2, 0.0])
+
+    def loss(theta):
+        w, b = unpack(theta)
+        z = x @ w.T + b
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -(sample_w * logp[np.arange(len(y)), y]).sum() / sample_w.sum()
+
+    theta = minimize(loss, np.zeros(4), method="Nelder-Mead",
+                     options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-9}).x
+    return unpack(theta)
+
+
 def main(argv: list[str] | None = None) -> None:
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score, recall_score
-    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.model_selection import GroupKFold
 
     from scanner.backbones import load_backbone
     from scanner.discover import discover
@@ -69,17 +94,19 @@ def main(argv: list[str] | None = None) -> None:
         head0 = AudioSetHead(classes=CLASSES, score_index=score_index, mapped=("cry", "screaming"),
                              weight=np.zeros((3, 2)), bias=np.zeros(3), pooling=pooling)
         x = _logit(head0.mapped_scores(np.stack(rows)))
-        model = LogisticRegression(class_weight="balanced", C=10.0, max_iter=2000)
-        cv_pred = cross_val_predict(model, x, y, groups=groups, cv=GroupKFold(5))
-        model.fit(x, y)
-        fit_pred = model.predict(x)
+        cv_pred = np.zeros_like(y)
+        for train, test in GroupKFold(5).split(x, y, groups):
+            w, b = fit_thresholds(x[train], y[train])
+            cv_pred[test] = (x[test] @ w.T + b).argmax(axis=1)
+        w, b = fit_thresholds(x, y)
+        fit_pred = (x @ w.T + b).argmax(axis=1)
         report[pooling] = {
             "cv_macro_f1": float(f1_score(y, cv_pred, average="macro")),
             "cv_recall": dict(zip(CLASSES, map(float, recall_score(y, cv_pred, average=None)), strict=True)),
             "fit_macro_f1": float(f1_score(y, fit_pred, average="macro")),
             "fit_recall": dict(zip(CLASSES, map(float, recall_score(y, fit_pred, average=None)), strict=True)),
         }
-        heads[pooling] = (model.coef_, model.intercept_)
+        heads[pooling] = (w, b)
         log.info("%s pooling: %s", pooling, report[pooling])
     best = max(report, key=lambda k: report[k]["cv_macro_f1"])
     coef, intercept = heads[best]
