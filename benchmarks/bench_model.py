@@ -40,19 +40,21 @@ def _clips(n: int, seconds: float, seed: int) -> list[np.ndarray]:
     return [(0.2 * rng.standard_normal(size)).astype(np.float32) for _ in range(n)]
 
 
-def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """Best and median wall time of ``repeats`` runs, after one warm-up run.
+def _timed(cases: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Wall times of ``repeats`` runs of every case, after one warm-up run of each.
 
-    The best run is the one least slowed by other work on a shared machine; the table
-    reports it, the JSON both.
+    The cases take turns (one run of each per round), so a burst of other work on a
+    shared machine slows all of them alike rather than whichever ran at that moment.
     """
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    for fn in cases.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+    times: dict[str, list[float]] = {case: [] for case in cases}
+    for _ in range(repeats):
+        for case, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[case].append(time.perf_counter() - start)
+    return times
 
 
 def bench(model: str | None, threads: int, *, seconds: float, clips: int, clip_seconds: float,
@@ -78,9 +80,11 @@ def bench(model: str | None, threads: int, *, seconds: float, clips: int, clip_s
         "batch": (clips * clip_seconds, lambda: backbone.embed_batch(many)),
         "batch_packed": (clips * clip_seconds, batch_packed),
     }
+    times = _timed({case: fn for case, (_, fn) in cases.items()}, repeats)
     results = {}
-    for case, (audio_s, fn) in cases.items():
-        best_s, median_s = _timed(fn, repeats)
+    for case, (audio_s, _) in cases.items():
+        # The best run is the one least slowed by other work; the JSON keeps the median too.
+        best_s, median_s = min(times[case]), statistics.median(times[case])
         results[case] = {"audio_s": audio_s, "wall_s": round(best_s, 5),
                          "median_wall_s": round(median_s, 5),
                          "x_realtime": round(audio_s / best_s, 1),

@@ -302,6 +302,6 @@ def export(results: Path, fmt: str, out_dir: Path | None = None, *,
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(Path(results), fmt)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = exporter.write(kept, out_dir)
-    log.info("wrote %d %s annotations from %s to %d file(s) in %s", len(kept), fmt, table,
+    log.debug("wrote %d %s annotations from %s to %d file(s) in %s", len(kept), fmt, table,
              len(paths), out_dir)
     return ExportResult(paths, len(kept), source, table, out_dir)

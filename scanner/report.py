@@ -125,7 +125,8 @@ def load_report(results: Path, *, top_files: int = 10, max_errors: int = 50) -> 
                            f"column); pass the file table, not the events or segments table")
     meta = _metadata(results, table)
     rows = table.to_pylist()
-    background = (meta.get("segments") or {}).get("background", DEFAULT_BACKGROUND)
+    seg_options = (meta.get("options") or {}).get("segments") or meta.get("segments") or {}
+    background = seg_options.get("background", DEFAULT_BACKGROUND)
     classes = list(meta.get("classes") or [c[5:] for c in table.column_names
                                            if c.startswith("prob_")])
     ok = [r for r in rows if r["status"] == "ok"]
@@ -291,8 +292,8 @@ def _tables(data: ReportData) -> list[tuple[str, list[str], list[list[str]]]]:
     ]
     if data.has_events:
         tables.append(("Events by label",
-                       ["label", "events", "files", "event time (h)", "event time (h:mm:ss)"],
-                       [[r["label"], str(r["events"]), str(r["files"]), _hours(r["event_s"]),
+                       ["label", "events", "files", "event time (s)", "event time (h:mm:ss)"],
+                       [[r["label"], str(r["events"]), str(r["files"]), _num(r["event_s"], 1),
                          _hms(r["event_s"])] for r in data.event_rows]))
     title = "Files with the most events" if data.has_events else \
         "Most confident files (no events table: scan with --segments for time stamps)"
@@ -303,7 +304,7 @@ def _tables(data: ReportData) -> list[tuple[str, list[str], list[list[str]]]]:
                      *[str(t[f"n_{lab}"]) for lab in ev_labels], _num(t["event_s"], 1),
                      _num(t["first_onset_s"], 1)] for t in data.top_files]))
     tables.append(("Errors by kind", ["kind", "files"],
-                   [[k, str(n)] for k, n in data.errors_by_kind.items()]))
+                   [[k, str(n)] for k, n in data.errors_by_kind.items()] or [["none", "0"]]))
     if data.errors:
         tables.append((f"Errors (first {len(data.errors)})", ["path", "kind", "error"],
                        [[e["path"], e["error_kind"] or "", e["error"] or ""]

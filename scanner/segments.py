@@ -31,6 +31,7 @@ from scanner.heads.base import pool
 
 if TYPE_CHECKING:
     from scanner.classify import Classifier
+    from scanner.embed import FileResult
     from scanner.records import Embedding
 
 log = logging.getLogger(__name__)
@@ -376,3 +377,17 @@ def analyse_file(classifier: Classifier, embeddings: Mapping[str, Embedding], du
     starts, ends, probs = window_probabilities(classifier, embeddings, duration_s, config)
     analysed_s = float(ends[-1]) if len(ends) else duration_s
     return segment_probs(starts, ends, probs, classifier.classes, analysed_s, config)
+
+
+def analyse_result(classifier: Classifier, result: FileResult, config: SegmentConfig
+                   ) -> FileSegments | None:
+    """:func:`analyse_file` for one pipeline result; None for a file that failed to decode.
+
+    The analysed length is the file's duration, or the ``--max-duration`` cut when set.
+    """
+    if not result.ok or result.info is None:
+        return None
+    info = result.info
+    analysed_s = info.duration_s if info.truncated_to_s is None \
+        else min(info.duration_s, info.truncated_to_s)
+    return analyse_file(classifier, result.embeddings, analysed_s, config)

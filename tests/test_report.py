@@ -110,6 +110,9 @@ def test_html_report_embeds_plots_and_shows_the_numbers(tmp_path):
     assert f"<td>{data.n_files}</td><td>{data.n_ok}</td><td>{data.n_errors}</td>" in page
     assert f"<td>{data.audio_s / 3600:.2f}</td>" in page
     assert "1:01:02" in page  # 3662 s of audio
+    for row in data.event_rows:
+        assert f"<td>{row['label']}</td><td>{row['events']}</td><td>{row['files']}</td>" \
+               f"<td>{row['event_s']:.1f}</td>" in page
     assert "file ends early" in page and "/rec/bad.mp3" in page
     assert "Files with the most events" in page
     assert page.index("/rec/a.wav") < page.index("/rec/b.wav")

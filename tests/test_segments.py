@@ -15,6 +15,7 @@ from scanner.records import Embedding
 from scanner.segments import (
     SegmentConfig,
     analyse_file,
+    analyse_result,
     event_columns,
     events_path,
     parse_thresholds,
@@ -296,3 +297,21 @@ def test_empty_embedding_gives_no_segments():
     empty = Embedding(np.zeros((0, 16), np.float32), np.zeros(0), 0.96)
     fs = analyse_file(classifier, {"fake": empty}, 3.0, SegmentConfig())
     assert fs.segments == [] and fs.summary["n_events"] == 0
+
+
+def test_analyse_result_uses_the_cut_length_and_skips_failures():
+    from scanner.embed import ClipInfo, FileResult
+    from scanner.records import AudioFile, DecodeFailure, DecodeTask
+
+    backbone = FakeBackbone()
+    classifier = Classifier([_band_classifier(backbone)])
+    wave = _tones(("not_screaming", 4.0), ("screaming", 4.0))  # the first 8 s of a long file
+    file = AudioFile(Path("/x/long.wav"), 1, 1)
+    info = ClipInfo(16000, 1, 600.0, "soundfile", 0.1, truncated_to_s=8.0)
+    fs = analyse_result(classifier, FileResult(file, info, {"fake": backbone.embed(wave)}),
+                        SegmentConfig())
+    assert fs.segments[-1]["end_s"] == pytest.approx(8.0)
+    assert [e["label"] for e in fs.events] == ["screaming"]
+    assert fs.events[0]["end_s"] == pytest.approx(8.0)
+    failed = FileResult(file, failure=DecodeFailure(DecodeTask(file), "not_audio", "bad"))
+    assert analyse_result(classifier, failed, SegmentConfig()) is None

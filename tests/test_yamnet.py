@@ -172,7 +172,7 @@ def test_tflite_padding_matches_the_models_own(tflite: YAMNetBackbone) -> None:
 def test_tflite_batch_equals_one_by_one(tflite: YAMNetBackbone, monkeypatch) -> None:
     waves = [_noise(n, i) for i, n in enumerate(LENGTHS)] + [_tone(2.5)]
     singles = [tflite.embed(w) for w in waves]
-    assert not tflite.pack  # TFLite gains nothing from packing; force it to check it
+    assert not tflite.pack  # one-thread TFLite does not pack by default; force it
     monkeypatch.setattr(tflite, "pack", True)
     packed = tflite.embed_batch(waves)
     assert len(packed) == len(waves)

@@ -14,6 +14,7 @@ DEFAULT_LR: dict[str, float] = {
     "wav2vec2": 1e-4,
 }
 FALLBACK_LR = 1e-3
+CLASS_WEIGHTS = ("balanced", "sqrt", "none")
 
 
 def default_lr(backbone: str) -> float:
@@ -48,6 +49,11 @@ class TrainConfig:
         band_limit_prob: Chance, per clip and epoch, of training on its band-limited view.
         band_limit_hz: Cut-off of the band-limited view and of the band-limited test check.
         pooling: How patch embeddings are pooled into one vector per clip.
+        class_weight: Loss weight per class: ``balanced`` (inverse frequency), ``sqrt``
+            (its square root) or ``none``.
+        refit: After early stopping has chosen the number of epochs on validation, train
+            the head again on train + validation for that many epochs (test stays held
+            out). Validation metrics and thresholds come from the early-stopped model.
         name: Head name; None: the output folder's name.
     """
 
@@ -72,6 +78,8 @@ class TrainConfig:
     band_limit_prob: float = 0.5
     band_limit_hz: int = 4000
     pooling: str = "mean"
+    class_weight: str = "balanced"
+    refit: bool = True
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -95,6 +103,9 @@ class TrainConfig:
             raise ConfigError(f"--band-limit-hz must be in (0, 8000), got {self.band_limit_hz}")
         if self.pooling not in ("mean", "max"):
             raise ConfigError(f"pooling must be 'mean' or 'max', got {self.pooling!r}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}, "
+                              f"got {self.class_weight!r}")
 
     @property
     def learning_rate(self) -> float:
@@ -134,7 +145,9 @@ class TrainConfig:
                  "--epochs", str(self.epochs), "--patience", str(self.patience),
                  "--lr", str(self.learning_rate), "--batch-size", str(self.batch_size),
                  "--band-limit-prob", str(self.band_limit_prob),
-                 "--band-limit-hz", str(self.band_limit_hz)]
+                 "--band-limit-hz", str(self.band_limit_hz),
+                 "--class-weight", self.class_weight,
+                 "--refit" if self.refit else "--no-refit"]
         if self.pooling != "mean":
             args += ["--pooling", self.pooling]
         if self.name:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from training.config import CLASS_WEIGHTS
+
 log = logging.getLogger(__name__)
 
 Layers = list[tuple[NDArray[np.float32], NDArray[np.float32]]]
@@ -64,9 +66,6 @@ def standardisation(x: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArra
     std = x.std(axis=0).astype(np.float32)
     std = np.where(std < 1e-6, 1.0, std).astype(np.float32)
     return mean, std
-
-
-CLASS_WEIGHTS = ("balanced", "sqrt", "none")
 
 
 def class_weights(y: NDArray[np.int64], n_classes: int, mode: str = "balanced"
@@ -131,8 +130,9 @@ def fit_mlp(x_train: NDArray[np.float32], y_train: NDArray[np.int64],
             x_val: NDArray[np.float32], y_val: NDArray[np.int64], *, n_classes: int,
             x_train_alt: NDArray[np.float32] | None = None, alt_prob: float = 0.0,
             hidden: Sequence[int] = (256,), dropout: float = 0.3, weight_decay: float = 1e-4,
-            lr: float = 5e-4, batch_size: int = 32, epochs: int = 200, patience: int = 20,
-            class_weight: str = "balanced", seed: int = 0) -> FitResult:
+            lr: float = 5e-4, batch_size: int = 32, epochs: int = 200,
+            patience: int | None = 20, class_weight: str = "balanced",
+            seed: int = 0) -> FitResult:
     """Trains the MLP; the same inputs and seed give the same weights.
 
     Args:
@@ -143,7 +143,10 @@ def fit_mlp(x_train: NDArray[np.float32], y_train: NDArray[np.int64],
         x_train_alt: ``[n, dim]`` another view of the same clips (band-limited), row-aligned
             with ``x_train``.
         alt_prob: Chance, per clip and epoch, that the clip is seen through ``x_train_alt``.
-        hidden, dropout, weight_decay, lr, batch_size, epochs, patience: The usual.
+        hidden, dropout, weight_decay, lr, batch_size, epochs: The usual.
+        patience: Stop after this many epochs without a better validation loss and keep
+            the best epoch's weights; None: train all ``epochs`` and keep the last weights
+            (a refit for a number of epochs chosen earlier).
         class_weight: How classes are weighted in the loss (see :func:`class_weights`).
         seed: Seeds initialisation, batch order, dropout and view choice.
     """
@@ -199,7 +202,9 @@ def fit_mlp(x_train: NDArray[np.float32], y_train: NDArray[np.int64],
             for key, value in (("train_loss", train_loss), ("train_acc", train_acc),
                                ("val_loss", val_loss), ("val_acc", val_acc)):
                 history[key].append(value)
-            if val_loss < best_loss - 1e-6:
+            if patience is None:
+                best_loss, best_epoch = val_loss, epoch
+            elif val_loss < best_loss - 1e-6:
                 best_loss, best_epoch, stale = val_loss, epoch, 0
                 best_state = copy.deepcopy(net.state_dict())
             else:

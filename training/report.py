@@ -86,6 +86,12 @@ def render_report(*, config: TrainConfig, metrics: dict[str, Any],
         + ", ".join(f"{c} {w:.2f}" for c, w in zip(metrics["classes"], fit["class_weights"],
                                                     strict=True)) + ".", "",
     ]
+    refit = metrics.get("refit")
+    if refit:
+        lines += [f"The saved head was then trained again on train + validation "
+                  f"({refit['files']} files) for those {refit['epochs']} epochs. Validation "
+                  f"metrics and thresholds come from the early-stopped model (which never "
+                  f"trained on validation); train and test metrics from the saved head.", ""]
     for key in ("loss", "accuracy"):
         if key in plots:
             lines += [f"![{key}]({plots[key].name})", ""]

@@ -51,7 +51,8 @@ class TrainResult:
         head: The trained head (already saved in ``out_dir``).
         out_dir: The head folder.
         metrics: The full metrics dict (also ``metrics.json``): per set, with curves.
-        fit: The fit's history and chosen epoch.
+        fit: The early-stopped fit: its history and chosen epoch.
+        refit: The fit on train + validation for that many epochs (the saved head), or None.
         files: Written artifacts by name (``head``, ``metrics``, ``report``, plots...).
         embedded: Files embedded in this run, per view (the rest came from the cache).
         failures: Files that could not be used, with the reason.
@@ -61,6 +62,7 @@ class TrainResult:
     out_dir: Path
     metrics: dict[str, Any]
     fit: FitResult
+    refit: FitResult | None = None
     files: dict[str, Path] = field(default_factory=dict)
     embedded: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
@@ -158,22 +160,39 @@ def train_head(config: TrainConfig, *, progress: bool = True,
 
     tr, va, te = sets["train"], sets["val"], sets["test"]
     t_fit = time.monotonic()
-    fit = fit_mlp(orig.x[tr], y[tr], np.concatenate([orig.x[va], x_band[va]]),
-                  np.concatenate([y[va], y[va]]), n_classes=len(classes),
-                  x_train_alt=x_band[tr] if config.band_limit_prob > 0 else None,
-                  alt_prob=config.band_limit_prob, hidden=config.hidden, dropout=config.dropout,
-                  weight_decay=config.weight_decay, lr=config.learning_rate,
-                  batch_size=config.batch_size, epochs=config.epochs,
-                  patience=config.patience, seed=config.seed)
+    fit_options = {
+        "n_classes": len(classes), "alt_prob": config.band_limit_prob, "hidden": config.hidden,
+        "dropout": config.dropout, "weight_decay": config.weight_decay,
+        "lr": config.learning_rate, "batch_size": config.batch_size,
+        "class_weight": config.class_weight, "seed": config.seed,
+    }
+    use_band = config.band_limit_prob > 0
+    # Early stopping and thresholds watch both views of the validation clips.
+    x_val, y_val = np.concatenate([orig.x[va], x_band[va]]), np.concatenate([y[va], y[va]])
+    fit = fit_mlp(orig.x[tr], y[tr], x_val, y_val, x_train_alt=x_band[tr] if use_band else None,
+                  epochs=config.epochs, patience=config.patience, **fit_options)
+    backbone_config = {**backbone.identity, **backbone.config()}
+
+    def as_head(f: FitResult, **kw: Any) -> MLPHead:
+        return MLPHead(classes=classes, backbone_config=backbone_config, layers=f.layers,
+                       mean=f.mean, std=f.std, pooling=config.pooling, **kw)  # type: ignore[arg-type]
+
+    selected = as_head(fit)
+    p_val, p_val_band = selected.predict_proba(orig.x[va]), selected.predict_proba(x_band[va])
+    thresholds = choose_thresholds(y_val, np.concatenate([p_val, p_val_band]), classes)
+    refit = None
+    if config.refit:
+        tv = np.concatenate([tr, va])
+        refit = fit_mlp(orig.x[tv], y[tv], x_val, y_val,
+                        x_train_alt=x_band[tv] if use_band else None,
+                        epochs=fit.best_epoch, patience=None, **fit_options)
+    final = refit if refit is not None else fit
     fit_s = time.monotonic() - t_fit
 
-    backbone_config = {**backbone.identity, **backbone.config()}
-    draft = MLPHead(classes=classes, backbone_config=backbone_config, layers=fit.layers,
-                    mean=fit.mean, std=fit.std, pooling=config.pooling)  # type: ignore[arg-type]
-    p_orig = draft.predict_proba(orig.x)
-    p_band = draft.predict_proba(x_band)
-    thresholds = choose_thresholds(np.concatenate([y[va], y[va]]),
-                                   np.concatenate([p_orig[va], p_band[va]]), classes)
+    draft = as_head(final)
+    p_orig, p_band = draft.predict_proba(orig.x), draft.predict_proba(x_band)
+    # Validation rows are scored by the early-stopped model (the refit saw them).
+    p_orig[va], p_band[va] = p_val, p_val_band
     evaluations = {
         "train": evaluate(y[tr], p_orig[tr], classes),
         "val": evaluate(y[va], p_orig[va], classes),
@@ -192,6 +211,8 @@ def train_head(config: TrainConfig, *, progress: bool = True,
         "sets": evaluations,
         "thresholds": thresholds,
         "fit": fit.summary(),
+        "refit": None if refit is None else {"epochs": refit.epochs_run,
+                                             "files": int(len(tr) + len(va))},
         "history": fit.history,
         "split": summary,
         "data": data_info,
@@ -207,23 +228,23 @@ def train_head(config: TrainConfig, *, progress: bool = True,
             "command": config.command(),
             "data": data_info,
             "split": summary,
-            "fit": fit.summary(),
+            "fit": metrics["fit"],
+            "refit": metrics["refit"],
             "published_test_accuracy": PUBLISHED_TEST_ACCURACY,
         },
         "metrics": {name: without_curves({k: v for k, v in m.items()
                                           if k not in ("confusion_matrix", "classes")})
                     for name, m in evaluations.items() if name != "train"},
     }
-    head = MLPHead(classes=classes, backbone_config=backbone_config, layers=fit.layers,
-                   mean=fit.mean, std=fit.std, pooling=config.pooling,  # type: ignore[arg-type]
-                   thresholds=thresholds, name=config.name or out.resolve().name, extra=extra)
+    head = as_head(final, thresholds=thresholds, name=config.name or out.resolve().name,
+                   extra=extra)
     head.save(out)
     written = _write_outputs(out, config, dataset, splits, usable, metrics, fit,
                              {ORIGINAL: p_orig, band.name: p_band})
     log.info("wrote %s in %.1f s (test accuracy %.3f, macro-F1 %.3f; band-limited %.3f)", out,
              time.monotonic() - t0, evaluations["test"]["accuracy"],
              evaluations["test"]["macro_f1"], evaluations["bandlimited_test"]["accuracy"])
-    return TrainResult(head, out, metrics, fit, written,
+    return TrainResult(head, out, metrics, fit, refit, written,
                        {ORIGINAL: orig.embedded, band.name: band_part.embedded}, failures)
 
 

@@ -92,8 +92,8 @@ class YAMNetBackbone(Backbone):
                 default otherwise).
             max_call_s: Most seconds of audio in one model call (bounds memory; None:
                 15 s for TFLite, 60 s for TensorFlow, the faster choices measured).
-            pack: Run several short clips in one call in :meth:`embed_batch` (None: when
-                the runtime gains from it, i.e. TensorFlow but not TFLite).
+            pack: Run several short clips in one call in :meth:`embed_batch` (None: where
+                it measured faster: TensorFlow, and TFLite on more than one thread).
 
         Raises:
             ModelNotFoundError: Nothing could be loaded; says what was tried.

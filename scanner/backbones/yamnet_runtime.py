@@ -66,9 +66,6 @@ class TFLiteRunner:
     """
 
     format: Format = "tflite"
-    # A call costs ~0.2 ms on top of ~1 ms per patch (measured, 1-2 threads), less than the
-    # GAP_PATCHES rows that packing two clips into one call wastes: so one call per clip.
-    packs = False
     # Per patch, calls of 8-15 s ran 10-15% faster than 60 s ones on one thread (cache).
     call_s = 15.0
 
@@ -90,6 +87,11 @@ class TFLiteRunner:
         self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
         self._size: int | None = None
         self._what = str(path)
+        # Measured on 2 shared cores, 200 clips of 5 s: on one thread a call costs ~0.2 ms
+        # on top of ~1 ms per patch, less than the GAP_PATCHES rows packing wastes per clip
+        # (packed 0.8x as fast); on two threads each call's per-layer barriers stall when
+        # the cores are busy (as with decode workers beside it), and packed ran 1.2x faster.
+        self.packs = bool(threads and threads > 1)
 
     def __call__(self, waveform: NDArray[np.float32]) -> Outputs:
         it = self._interpreter

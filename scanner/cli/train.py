@@ -85,13 +85,20 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               show_default=True, help="Cut-off of the band-limited copies and test check.")
 @click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean",
               show_default=True, help="How patch embeddings are pooled per clip.")
+@click.option("--class-weight", type=click.Choice(["balanced", "sqrt", "none"]),
+              default="balanced", show_default=True,
+              help="Loss weight per class: inverse frequency, its square root, or equal.")
+@click.option("--refit/--no-refit", default=True, show_default=True,
+              help="After early stopping picks the epoch count on validation, retrain on "
+                   "train + validation for that many epochs (test stays held out).")
 @click.option("--name", help="Head name (default: the output folder's name).")
 @click.pass_context
 def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, model: str | None,
           manifest: Path | None, cache_dir: Path | None, val: float, test: float, seed: int,
           hidden: tuple[str, ...], dropout: float, weight_decay: float, epochs: int,
           patience: int, lr: float | None, batch_size: int, workers: int | None, device: str,
-          band_limit_prob: float, band_limit_hz: int, pooling: str, name: str | None) -> None:
+          band_limit_prob: float, band_limit_hz: int, pooling: str, class_weight: str,
+          refit: bool, name: str | None) -> None:
     """Train a head on a labelled folder: one subfolder per label (or --manifest).
 
     Embeds every clip with the frozen backbone (as-is and band-limited; cached, so a
@@ -118,7 +125,7 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
             hidden=parse_hidden(hidden), dropout=dropout, weight_decay=weight_decay,
             epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, workers=workers,
             device=device, band_limit_prob=band_limit_prob, band_limit_hz=band_limit_hz,
-            pooling=pooling, name=name)
+            pooling=pooling, class_weight=class_weight, refit=refit, name=name)
         result = train_head(config, progress=verbosity >= 0 and sys.stderr.isatty())
     except ScannerError as e:
         if verbosity > 0:

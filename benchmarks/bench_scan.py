@@ -1,0 +1,167 @@
+"""End-to-end throughput of ``scanner scan`` against the obvious way, with each stage alone.
+
+Measures, on one folder, back to back in the same run:
+
+* ``scanner scan`` as a user runs it (a subprocess: imports, model load and start-up included);
+* the seed's way, one file at a time: ``librosa.load(sr=16000)``, one model call per file,
+  the head, one row appended, a table written at the end (also a subprocess, same model);
+* the stages alone: decode+resample on one core, and the model (``embed_batch`` on
+  already decoded audio) with the scan's thread setting;
+
+and, with ``--scaling``, how wall time grows with the number of short files (100, 1,000,
+5,000 generated clips) and with file length (one 10 s clip vs one 1 h file).
+
+    SCANNER_MODEL_DIR=../shared/models python benchmarks/bench_scan.py --folder /tmp/mixed265
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SEED_SCRIPT = r'''
+import sys, time
+t0 = time.monotonic()
+import librosa, numpy as np, pandas as pd
+from scanner.backbones import load_backbone
+from scanner.discover import discover
+from scanner.heads import load_head
+folder, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+backbone = load_backbone("yamnet", threads=threads)
+head = load_head(None, backbone="yamnet")
+rows = []
+for f in discover([folder]):
+    y, _ = librosa.load(f.path, sr=16000)          # decode + resample, one file
+    emb = backbone.embed(y.astype(np.float32))      # one model call per file
+    p = head.predict_proba(head.pooled(emb)[None])[0]
+    rows.append({"path": str(f.path), "label": head.classes[int(p.argmax())],
+                 **{f"prob_{c}": float(v) for c, v in zip(head.classes, p)}})
+pd.DataFrame(rows).to_parquet(out)
+print(time.monotonic() - t0)
+'''
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.monotonic()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+def audio_seconds(folder: Path) -> tuple[int, float]:
+    import soundfile as sf
+
+    from scanner.discover import discover
+
+    files = discover([folder])
+    return len(files), sum(sf.info(str(f.path)).duration for f in files)
+
+
+def end_to_end(folder: Path, threads: int, repeats: int) -> dict:
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        scan_cmd = [sys.executable, "-m", "scanner", "-q", "scan", str(folder),
+                    "-o", f"{tmp}/scan.parquet", "--threads", str(threads)]
+        seed_cmd = [sys.executable, "-c", SEED_SCRIPT, str(folder), f"{tmp}/seed.parquet",
+                    str(threads)]
+        scan_t, seed_t = [], []
+        for _ in range(repeats):  # interleaved, so drift hits both alike
+            scan_t.append(_run(scan_cmd, env))
+            seed_t.append(_run(seed_cmd, env))
+        import pandas as pd
+
+        a = pd.read_parquet(f"{tmp}/scan.parquet").set_index("path")
+        b = pd.read_parquet(f"{tmp}/seed.parquet").set_index("path")
+        agree = float((a.loc[b.index, "label"] == b["label"]).mean())
+    return {"scan_s": min(scan_t), "seed_s": min(seed_t), "speedup": min(seed_t) / min(scan_t),
+            "scan_runs": scan_t, "seed_runs": seed_t, "label_agreement": agree}
+
+
+def stages(folder: Path, threads: int) -> dict:
+    from scanner.backbones import load_backbone
+    from scanner.decode import decode_task, plan_tasks
+    from scanner.discover import discover
+
+    files = discover([folder])
+    start = time.monotonic()
+    clips = [decode_task(t) for t in plan_tasks(files)]
+    decode_s = time.monotonic() - start
+    waves = [c.waveform for c in clips if hasattr(c, "waveform")]
+    audio = sum(len(w) for w in waves) / 16000
+    backbone = load_backbone("yamnet", threads=threads)
+    backbone.embed_batch(waves[:8])  # warm-up
+    best = {}
+    for batch_s in (30, 60, 120):
+        start = time.monotonic()
+        batch, n = [], 0
+        for w in waves:
+            batch.append(w)
+            n += len(w)
+            if n >= batch_s * 16000:
+                backbone.embed_batch(batch)
+                batch, n = [], 0
+        if batch:
+            backbone.embed_batch(batch)
+        best[batch_s] = audio / (time.monotonic() - start)
+    start = time.monotonic()
+    for w in waves:
+        backbone.embed(w)
+    per_file = audio / (time.monotonic() - start)
+    return {"audio_s": audio, "decode_x_realtime_one_core": audio / decode_s,
+            "model_x_realtime_embed_batch": best, "model_x_realtime_per_file": per_file,
+            "model_x_realtime_best": max(best.values())}
+
+
+def scaling(threads: int) -> list[dict]:
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    out = []
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = [(f"{n} clips of 3 s", n, 3.0) for n in (100, 1000, 5000)]
+        cases += [("one 10 s file", 1, 10.0), ("one 1 h file", 1, 3600.0)]
+        for name, n, seconds in cases:
+            folder = Path(tmp) / name.replace(" ", "_")
+            folder.mkdir()
+            base = (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)
+            for i in range(n):
+                sf.write(folder / f"{i:05d}.flac", np.roll(base, i * 97), 16000)
+            wall = _run([sys.executable, "-m", "scanner", "-q", "scan", str(folder), "-o",
+                         f"{tmp}/r.parquet", "--threads", str(threads)], env)
+            out.append({"case": name, "files": n, "audio_s": n * seconds, "wall_s": wall,
+                        "x_realtime": n * seconds / wall})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", type=Path, required=True, help="folder of audio to scan")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--scaling", action="store_true", help="also run the scaling table")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scan.json"))
+    args = parser.parse_args()
+    n, audio = audio_seconds(args.folder)
+    result = {"folder": str(args.folder), "files": n, "audio_s": audio, "threads": args.threads,
+              "cpu_count": os.cpu_count()}
+    result["end_to_end"] = end_to_end(args.folder, args.threads, args.repeats)
+    result["stages"] = stages(args.folder, args.threads)
+    result["end_to_end"]["scan_x_realtime"] = audio / result["end_to_end"]["scan_s"]
+    result["end_to_end"]["fraction_of_model_best"] = (
+        result["end_to_end"]["scan_x_realtime"] / result["stages"]["model_x_realtime_best"])
+    if args.scaling:
+        result["scaling"] = scaling(args.threads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
