@@ -15,6 +15,7 @@ class ScanConfig:
         models: Model source per backbone (hub handle, folder or file); missing -> default.
         heads: Head per backbone (built-in name or folder); missing -> the backbone's default.
         weights: Ensemble weight per backbone (missing -> 1).
+        backbone_options: Extra load options per backbone (``{"wav2vec2": {"layer": 6}}``).
         workers: Decode processes (None: one per core).
         threads: Model threads (None: one per core).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -30,6 +31,7 @@ class ScanConfig:
     models: dict[str, str] = field(default_factory=dict)
     heads: dict[str, str] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
+    backbone_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     extensions: tuple[str, ...] | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()

@@ -70,7 +70,7 @@ def load_classifier(config: ScanConfig) -> Classifier:
     models = []
     for name in config.backbones:
         backbone = load_backbone(name, config.models.get(name), device=config.device,
-                                 threads=config.threads)
+                                 threads=config.threads, **config.backbone_options.get(name, {}))
         head = load_head(config.heads.get(name), backbone=name)
         models.append(Model(backbone, head, config.weights.get(name, 1.0)))
     return Classifier(models)

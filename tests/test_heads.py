@@ -80,3 +80,14 @@ def test_audioset_head_follows_the_mapped_scores():
     x[1, scream] = 0.9
     labels = [head.classes[i] for i in head.predict_proba(x).argmax(axis=1)]
     assert labels == ["cry", "screaming", "not_screaming"]
+
+
+def test_head_refuses_another_layer_or_window():
+    cfg = {"name": "wav2vec2", "embedding_dim": 2, "layer": 12, "window_s": 10.0}
+    head = MLPHead(classes=("a", "b"), backbone_config=cfg,
+                   layers=[(np.eye(2), np.zeros(2))], mean=np.zeros(2), std=np.ones(2))
+    head.check_backbone(dict(cfg))
+    with pytest.raises(HeadMismatchError, match="layer=12"):
+        head.check_backbone({**cfg, "layer": 6})
+    with pytest.raises(HeadMismatchError, match="window_s"):
+        head.check_backbone({**cfg, "window_s": 5.0})

@@ -131,8 +131,9 @@ def test_tflite_loads_from_path_and_from_model_dir(tflite: YAMNetBackbone, model
     monkeypatch.setenv("SCANNER_MODEL_DIR", str(model_dir))
     from_env = YAMNetBackbone.load()
     assert from_env.identity == tflite.identity
-    from_folder = YAMNetBackbone.load(str(model_dir))  # a folder laid out like the env's
+    from_folder = YAMNetBackbone.load(str(model_dir), threads=2)  # laid out like the env's
     assert from_folder.identity["source"] == str(tflite_path)
+    assert from_folder.pack and not tflite.pack  # packing pays on 2 threads, not on 1
 
 
 def test_tflite_shapes_and_times(tflite: YAMNetBackbone) -> None:

@@ -64,3 +64,14 @@ def split_csv(values: Sequence[str]) -> tuple[str, ...]:
     """Repeatable options that also accept commas: ``--ext wav,flac --ext mp3``."""
     return tuple(v.strip().lstrip(".").lower() for item in values for v in item.split(",")
                  if v.strip())
+
+
+def wav2vec2_options(backbones: Sequence[str], **options: object) -> dict[str, dict[str, object]]:
+    """The Wav2Vec2-only options that were given, as load options; an error without wav2vec2."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if not given:
+        return {}
+    if "wav2vec2" not in backbones:
+        names = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+        raise click.UsageError(f"{names} only apply to --backbone wav2vec2")
+    return {"wav2vec2": given}

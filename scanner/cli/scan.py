@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from scanner.cli.options import parse_backbones, parse_weights, per_backbone, split_csv
+from scanner.cli.options import (
+    parse_backbones,
+    parse_weights,
+    per_backbone,
+    split_csv,
+    wav2vec2_options,
+)
 
 log = logging.getLogger("scanner")
 
@@ -30,6 +36,12 @@ log = logging.getLogger("scanner")
               help="Head folder made by 'scanner train', or a built-in name ('default', "
                    "'audioset'). With several backbones: BACKBONE=HEAD (repeatable).")
 @click.option("--weights", help="Ensemble weights, e.g. 'yamnet=0.6,wav2vec2=0.4' (default equal).")
+@click.option("--layer", type=int,
+              help="Wav2Vec2 hidden layer to pool (0 = input of the first layer; default: last).")
+@click.option("--w2v-window", "w2v_window_s", type=click.FloatRange(min=0.5),
+              help="Wav2Vec2 window length in seconds (default 10).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Wav2Vec2 windows per forward pass (default 8; halved on CUDA out-of-memory).")
 @click.option("--ext", "extensions", multiple=True,
               help="Audio extensions to look for (repeatable or comma list). "
                    "Default: wav flac ogg oga opus mp3 m4a aac aif aiff wma.")
@@ -54,6 +66,7 @@ log = logging.getLogger("scanner")
 @click.pass_context
 def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: str | None,
          backbone: str, models: tuple[str, ...], heads: tuple[str, ...], weights: str | None,
+         layer: int | None, w2v_window_s: float | None, batch_size: int | None,
          extensions: tuple[str, ...], include: tuple[str, ...], exclude: tuple[str, ...],
          hidden: bool, follow_symlinks: bool, workers: int | None, threads: int | None,
          device: str, batch_s: float, max_duration_s: float | None,
@@ -76,6 +89,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     config = ScanConfig(
         backbones=names, models=per_backbone(models, names, "--model"),
         heads=per_backbone(heads, names, "--head"), weights=parse_weights(weights, names),
+        backbone_options=wav2vec2_options(names, layer=layer, window_s=w2v_window_s,
+                                          batch_size=batch_size),
         extensions=split_csv(extensions) or None, include=include, exclude=exclude,
         hidden=hidden, follow_symlinks=follow_symlinks, workers=workers, threads=threads,
         device=device, batch_s=batch_s, max_duration_s=max_duration_s,

@@ -81,6 +81,12 @@ class Head(ABC):
             raise HeadMismatchError(
                 f"head {self.name!r} was trained for backbone {self.backbone!r}, "
                 f"not {backbone_config.get('name')!r}; pass a head made for it with --head")
+        recorded = getattr(self, "backbone_config", {}) or {}
+        for key in ("layer", "window_s", "hop_s", "do_normalize", "sample_rate_hz"):
+            if key in recorded and key in backbone_config and recorded[key] != backbone_config[key]:
+                raise HeadMismatchError(
+                    f"head {self.name!r} was trained with {self.backbone} {key}={recorded[key]!r}, "
+                    f"but the backbone runs with {key}={backbone_config[key]!r}")
         dim = self.input_dim
         if self.features == "embeddings" and dim is not None and \
                 backbone_config.get("embedding_dim") not in (None, dim):

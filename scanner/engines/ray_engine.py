@@ -1,0 +1,527 @@
+"""The Ray engine: the local engine's stages, scheduled on a Ray cluster with Ray Data.
+
+::
+
+    driver: discover, --resume filter          -> a Dataset of file rows, a few files per block
+    CPU tasks: decode_files (plan_tasks, decode_task)   -> one row per file: its audio, its records
+    actor pool: ModelActor (embed_items, Stitcher, make_row; one model load per actor, a GPU
+                each when the cluster has GPUs)         -> one table row per file
+    driver: rows stream back -> TableSink (committed Parquet parts, then the final table)
+
+Only the scheduling lives here: every stage is the function the local engine calls.
+
+A long file is decoded in parts (``plan_tasks``) by one task and travels as one row: its
+``waveform`` is the parts' samples end to end and ``parts`` a JSON list of each part's record
+without its samples. The actor that gets the file so has all of its parts and the Stitcher
+completes it in the same call; no part can reach another actor. The price is one large row
+per long file (16 kHz float32: 230 MB per hour of audio; ``--max-duration`` bounds it).
+
+Failures: a bad file is an error row made by the shared decode and row functions. A worker
+that dies (a decoder segfault, a decode stuck in C code past the timeout, a lost node) loses
+its block; the block's files come back missing and are run again one file per block, and a
+file lost again becomes a ``crashed`` row, as in the local engine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from scanner.config import ScanConfig
+from scanner.decode import decode_task, plan_tasks
+from scanner.embed import FileResult, Stitcher, embed_items
+from scanner.errors import ConfigError
+from scanner.pipeline import (
+    COMMIT_EVERY_S,
+    COMMIT_ROWS,
+    ScanInterrupted,
+    ScanSummary,
+    _resume_filter,
+    load_classifier,
+    make_row,
+    results_schema,
+)
+from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
+
+if TYPE_CHECKING:
+    from scanner.classify import Classifier
+
+log = logging.getLogger(__name__)
+
+Item = DecodedClip | DecodeFailure
+Decode = Callable[[DecodeTask, int], Item]
+
+INSTALL_HINT = ("the Ray engine needs Ray: pip install 'cry-scream-scanner[ray]' "
+                "(in a checkout: pip install -e '.[ray]')")
+MAX_FILES_PER_BLOCK = 32  # a decode task's files; a worker that dies costs this many at first
+ACTOR_BATCH_FILES = 32  # files per actor call; the actor then batches by batch_s like embed_files
+MAX_CHUNK_FILES = 256  # as embed_files' max_batch_files
+DECODE_RETRIES = 1  # Ray Data's default (-1) would retry a file that kills its worker forever
+MODEL_RETRIES = 1
+DECODE_CPU_SHARE = 0.2  # of a CPU-only cluster's cores left to decoding (see actor_plan)
+HUNG_GRACE_S = 60.0  # past timeout + this, a decode stuck in C code takes its worker down
+FORWARDED_ENV = ("SCANNER_MODEL_DIR", "SCANNER_OFFLINE", "HF_HUB_OFFLINE", "HF_HOME",
+                 "TFHUB_CACHE_DIR")
+CRASHED_MESSAGE = ("a Ray worker died on this file every time it ran (a decoder or model "
+                   "crash, or a decode stuck past the timeout)")
+
+FILE_SCHEMA = pa.schema([("path", pa.string()), ("size_bytes", pa.int64()),
+                         ("mtime_ns", pa.int64())])
+"""One discovered file (an AudioFile)."""
+DECODED_SCHEMA = FILE_SCHEMA.append(pa.field("waveform", pa.large_list(pa.float32()))) \
+    .append(pa.field("parts", pa.string()))
+"""One decoded file: all its parts' samples end to end, and their records as JSON."""
+
+
+def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None = None, *,
+             address: str | None = None, classifier: Classifier | None = None,
+             on_files: Callable[[int], None] | None = None,
+             on_row: Callable[[dict[str, Any]], None] | None = None,
+             decode: Decode | None = None) -> ScanSummary:
+    """Scans ``paths`` on Ray and writes the same table as :func:`scanner.pipeline.scan`.
+
+    Args:
+        paths: Folders (walked recursively) and files, on storage every Ray node mounts.
+        out: Output table (``.parquet`` or ``.csv``), written by this process.
+        config: Scan settings (defaults: YAMNet with its default head).
+        address: Ray cluster address (``auto``, ``HOST:6379``, ``ray://HOST:10001``); None
+            starts a local Ray instance (or uses ``RAY_ADDRESS``, or a running ``ray.init``).
+        classifier: Already loaded models, for the table's schema and error rows (else
+            loaded from ``config``); the actors load their own from ``config``.
+        on_files: Called once with the number of files to process.
+        on_row: Called with each row as it arrives.
+        decode: The per-task decode run in the tasks (tests swap in faulty ones).
+
+    Returns:
+        A summary. Raises ScanInterrupted on Ctrl-C after keeping the committed rows, and
+        ConfigError when Ray is missing or the cluster cannot be reached.
+    """
+    try:
+        import ray  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(INSTALL_HINT) from e
+    from scanner.discover import discover
+    from scanner.writer import TableSink, format_for
+
+    config = config or ScanConfig()
+    out = Path(out).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    files = discover(paths, extensions=config.extensions, include=config.include,
+                     exclude=config.exclude, hidden=config.hidden,
+                     follow_symlinks=config.follow_symlinks)
+    classifier = classifier or load_classifier(config)
+    sample_rate_hz = _sample_rate(classifier)
+    schema = results_schema(config, classifier)
+    sink = TableSink(out, schema, fmt=format_for(out, config.output_format), resume=config.resume)
+    todo, skipped, redo = _resume_filter(files, sink.previous_rows()) if config.resume \
+        else (files, 0, set())
+    if on_files:
+        on_files(len(todo))
+    counts = {"ok": 0, "error": 0}
+    audio_s = 0.0
+    pending: list[dict[str, Any]] = []
+    committed = time.monotonic()
+    try:
+        with _ray_session(address) if todo else nullcontext():
+            for row in _rows(todo, config, classifier, sample_rate_hz, decode or _decode):
+                counts[row["status"]] += 1
+                audio_s += row["duration_s"] or 0.0
+                pending.append(row)
+                if on_row:
+                    on_row(row)
+                if len(pending) >= COMMIT_ROWS or time.monotonic() - committed > COMMIT_EVERY_S:
+                    sink.write(pending)
+                    pending, committed = [], time.monotonic()
+        sink.write(pending)
+        pending = []
+    except KeyboardInterrupt:
+        sink.write(pending)
+        sink.abort()
+        raise ScanInterrupted(ScanSummary(out, counts["ok"] + counts["error"], counts["ok"],
+                                          counts["error"], skipped, audio_s,
+                                          time.monotonic() - start)) from None
+    sink.finish(drop_paths=redo)
+    return ScanSummary(out, len(todo), counts["ok"], counts["error"], skipped, audio_s,
+                       time.monotonic() - start)
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """Where the models run: how many actors, and what each one reserves."""
+
+    actors: int
+    num_cpus: int
+    num_gpus: int
+    device: str
+
+    @property
+    def threads(self) -> int:
+        return self.num_cpus
+
+
+def actor_plan(resources: Mapping[str, float], config: ScanConfig) -> ActorPlan:
+    """One actor per GPU when the cluster has GPUs; else CPU actors on ~80% of the cores.
+
+    Args:
+        resources: ``ray.cluster_resources()``.
+        config: The scan's settings (``device``, ``threads``).
+
+    Raises:
+        ConfigError: A CUDA device was asked for and the cluster has no GPU.
+    """
+    cpus = max(1, int(resources.get("CPU", 1)))
+    gpus = int(resources.get("GPU", 0))
+    device = (config.device or "auto").strip().lower()
+    threads = min(config.threads or 1, cpus)
+    if device.startswith("cuda") and not gpus:
+        raise ConfigError(f"device {config.device!r} was asked for but the Ray cluster has no GPU")
+    if gpus and device != "cpu":
+        # Ray gives each actor its own GPU through CUDA_VISIBLE_DEVICES: inside, it is "cuda".
+        return ActorPlan(gpus, threads, 1, "cuda" if device.startswith("cuda") else device)
+    # Measured on a mixed folder (docs/ray.md): decoding ~1,700x realtime per core, the
+    # TFLite YAMNet 180-450x per thread, so on CPUs the model needs most of the cores.
+    decode_cpus = max(1, math.ceil(cpus * DECODE_CPU_SHARE))
+    return ActorPlan(max(1, (cpus - decode_cpus) // threads), threads, 0, device)
+
+
+def _rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier,
+          sample_rate_hz: int, decode: Decode) -> Iterator[dict[str, Any]]:
+    """Every file's row: a pass over all files, a pass one file per block over the files a
+    dead worker lost, then ``crashed`` rows for the files lost twice."""
+    import ray
+
+    resources = ray.cluster_resources()
+    plan = actor_plan(resources, config)
+    log.info("Ray: up to %d model actor(s) (%d CPU, %d GPU each), decoding on the other CPUs",
+             plan.actors, plan.num_cpus, plan.num_gpus)
+    cpus = max(1, int(resources.get("CPU", 1)))
+    per_block = max(1, min(MAX_FILES_PER_BLOCK, math.ceil(len(todo) / (4 * cpus))))
+    seen: set[str] = set()
+    lost = todo
+    for files_per_block, batch_files in ((per_block, ACTOR_BATCH_FILES), (1, 1)):
+        if not lost:
+            break
+        if lost is not todo:
+            log.warning("%d files were lost with a Ray worker; running them one at a time",
+                        len(lost))
+        for row in _run_dataset(lost, config, sample_rate_hz, plan, files_per_block,
+                                batch_files, decode):
+            if row["path"] not in seen:  # a retried task may deliver a file twice
+                seen.add(row["path"])
+                yield row
+        lost = [f for f in lost if str(f.path) not in seen]
+    for file in lost:
+        failure = DecodeFailure(task=DecodeTask(file), kind="crashed", message=CRASHED_MESSAGE)
+        yield make_row(FileResult(file, failure=failure), classifier)
+
+
+def _run_dataset(files: list[AudioFile], config: ScanConfig, sample_rate_hz: int,
+                 plan: ActorPlan, files_per_block: int, batch_files: int,
+                 decode: Decode) -> Iterator[dict[str, Any]]:
+    import ray
+
+    blocks = [pa.Table.from_pylist([{"path": str(f.path), "size_bytes": f.size_bytes,
+                                     "mtime_ns": f.mtime_ns} for f in files[i:i + files_per_block]],
+                                   schema=FILE_SCHEMA)
+              for i in range(0, len(files), files_per_block)]
+    actor_config = ScanConfig.from_dict({**config.to_dict(), "threads": plan.threads,
+                                         "device": plan.device})
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    model_args: dict[str, Any] = {"num_cpus": plan.num_cpus, "max_task_retries": MODEL_RETRIES}
+    if plan.num_gpus:
+        model_args["num_gpus"] = plan.num_gpus
+    if env:  # the actors may run on nodes that did not inherit this process's environment
+        model_args["runtime_env"] = {"env_vars": env}
+    with _data_context(), warnings.catch_warnings():
+        # max_retries/max_task_retries have no named parameter (Ray 2.60) and are needed.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        # a pass whose every block was lost leaves the actors no input: expected, not a problem
+        warnings.filterwarnings("ignore", message=".*minimum number of concurrent actors")
+        ds = ray.data.from_arrow(blocks)
+        ds = ds.map_batches(decode_files, batch_size=None, batch_format="pyarrow", num_cpus=1,
+                            fn_kwargs={"sample_rate_hz": sample_rate_hz, "part_s": config.part_s,
+                                       "max_duration_s": config.max_duration_s,
+                                       "timeout_s": config.decode_timeout_s, "decode": decode},
+                            max_retries=DECODE_RETRIES)
+        ds = ds.map_batches(ModelActor, batch_size=batch_files, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),
+                            fn_constructor_kwargs={"config": actor_config.to_dict()},
+                            **model_args)
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            yield from batch.to_pylist()
+
+
+# --- decoding: CPU tasks ----------------------------------------------------------------
+
+
+def decode_files(batch: pa.Table, *, sample_rate_hz: int, part_s: float,
+                 max_duration_s: float | None, timeout_s: float | None,
+                 decode: Decode | None = None) -> pa.Table:
+    """Decodes a block of files (``path``, ``size_bytes``, ``mtime_ns``) into DECODED_SCHEMA rows.
+
+    Each file's parts are decoded in order, stopping at the first failure (the Stitcher
+    would drop the later parts).
+    """
+    decode = decode or _decode
+    decoded = []
+    for path, size, mtime in zip(batch.column("path").to_pylist(),
+                                 batch.column("size_bytes").to_pylist(),
+                                 batch.column("mtime_ns").to_pylist(), strict=True):
+        parts: list[Item] = []
+        for task in plan_tasks([AudioFile(Path(path), size, mtime)], part_s=part_s,
+                               max_duration_s=max_duration_s):
+            parts.append(_with_timeout(decode, task, sample_rate_hz, timeout_s))
+            if isinstance(parts[-1], DecodeFailure):
+                break
+        decoded.append(parts)
+    return pack_files(decoded)
+
+
+def _decode(task: DecodeTask, sample_rate_hz: int) -> Item:
+    return decode_task(task, sample_rate_hz=sample_rate_hz)
+
+
+class _DecodeTimeout(BaseException):
+    """Raised by the alarm; a BaseException so that decode_task's ``except Exception`` lets it by."""
+
+
+def _with_timeout(decode: Decode, task: DecodeTask, sample_rate_hz: int,
+                  timeout_s: float | None) -> Item:
+    """``decode(task)``, or a ``timeout`` failure after ``timeout_s``.
+
+    The alarm interrupts Python code (the decoders' loops); a decode stuck in C code does
+    not return to Python, so a watchdog ends the worker ``HUNG_GRACE_S`` later and the file
+    is found lost, as when the local engine kills a worker.
+    """
+    if not timeout_s or not hasattr(signal, "SIGALRM") \
+            or threading.current_thread() is not threading.main_thread():
+        return decode(task, sample_rate_hz)
+    armed = True
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if armed:
+            raise _DecodeTimeout
+
+    start = time.perf_counter()
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    watchdog = threading.Timer(timeout_s + HUNG_GRACE_S, _end_hung_worker, args=(task,))
+    watchdog.daemon = True
+    watchdog.start()
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        result = decode(task, sample_rate_hz)
+        armed = False
+        return result
+    except _DecodeTimeout:
+        return DecodeFailure(task=task, kind="timeout",
+                             message=f"decoding took longer than {timeout_s:g} s",
+                             seconds_taken=time.perf_counter() - start)
+    finally:
+        armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        watchdog.cancel()
+
+
+def _end_hung_worker(task: DecodeTask) -> None:
+    log.error("%s: decoding is stuck past its timeout; ending this worker", task.file.path)
+    os._exit(70)
+
+
+def pack_files(decoded: Sequence[Sequence[Item]]) -> pa.Table:
+    """Decoded files (each: its parts' records, in order) -> DECODED_SCHEMA rows."""
+    waves = [p.waveform for parts in decoded for p in parts if isinstance(p, DecodedClip)]
+    lengths = [sum(len(p.waveform) for p in parts if isinstance(p, DecodedClip))
+               for parts in decoded]
+    offsets = np.zeros(len(decoded) + 1, np.int64)
+    offsets[1:] = np.cumsum(lengths)
+    values = np.concatenate(waves).astype(np.float32, copy=False) if waves \
+        else np.zeros(0, np.float32)
+    files = [parts[0].task.file for parts in decoded]
+    return pa.table({
+        "path": [str(f.path) for f in files],
+        "size_bytes": [f.size_bytes for f in files],
+        "mtime_ns": [f.mtime_ns for f in files],
+        "waveform": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)),
+        "parts": [json.dumps([_part_record(p) for p in parts], default=_plain)
+                  for parts in decoded],
+    }, schema=DECODED_SCHEMA)
+
+
+def unpack_files(batch: pa.Table) -> list[list[Item]]:
+    """DECODED_SCHEMA rows -> each file's records, as decode_task made them."""
+    out = []
+    waves = _list_values(batch.column("waveform"))
+    for path, size, mtime, wave, parts in zip(
+            batch.column("path").to_pylist(), batch.column("size_bytes").to_pylist(),
+            batch.column("mtime_ns").to_pylist(), waves, batch.column("parts").to_pylist(),
+            strict=True):
+        file = AudioFile(Path(path), size, mtime)
+        items: list[Item] = []
+        pos = 0
+        for record in json.loads(parts):
+            task = DecodeTask(file=file, **record.pop("task"))
+            n = record.pop("samples")
+            if record.pop("record") == "clip":
+                # a copy: Ray's buffers are read-only and a backbone may write to its input
+                items.append(DecodedClip(task=task, waveform=np.array(wave[pos:pos + n]),
+                                         **record))
+                pos += n
+            else:
+                items.append(DecodeFailure(task=task, **{**record,
+                                                         "details": tuple(record["details"])}))
+        out.append(items)
+    return out
+
+
+def _part_record(item: Item) -> dict[str, Any]:
+    record = {f.name: getattr(item, f.name) for f in fields(item)
+              if f.name not in ("task", "waveform")}
+    record["task"] = {f.name: getattr(item.task, f.name) for f in fields(DecodeTask)
+                      if f.name != "file"}
+    record["record"] = "clip" if isinstance(item, DecodedClip) else "failure"
+    record["samples"] = len(item.waveform) if isinstance(item, DecodedClip) else 0
+    return record
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _list_values(column: pa.ChunkedArray) -> list[np.ndarray]:
+    """Each row of a ``large_list<float32>`` column as a numpy view (no copy)."""
+    out = []
+    for chunk in column.chunks:
+        values = chunk.values.to_numpy(zero_copy_only=False)
+        offsets = chunk.offsets.to_numpy()  # of a sliced chunk: into the unsliced values
+        out += [values[offsets[i]:offsets[i + 1]] for i in range(len(chunk))]
+    return out
+
+
+# --- models: an actor pool --------------------------------------------------------------
+
+
+class ModelActor:
+    """Ray Data callable class: loads the models once, then turns decoded files into rows.
+
+    Args:
+        config: ``ScanConfig.to_dict()`` (the scan's settings, with this actor's threads and
+            device).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = ScanConfig.from_dict(config)
+        self.classifier = load_classifier(self.config)
+        self.schema = results_schema(self.config, self.classifier).remove_metadata()
+        self.batch_samples = self.config.batch_s * _sample_rate(self.classifier)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows: list[dict[str, Any]] = []
+        chunk: list[list[Item]] = []
+        samples = 0
+        for parts in unpack_files(batch):
+            chunk.append(parts)
+            samples += sum(len(p.waveform) for p in parts if isinstance(p, DecodedClip))
+            if samples >= self.batch_samples or len(chunk) >= MAX_CHUNK_FILES:
+                rows += self._rows(chunk)
+                chunk, samples = [], 0
+        rows += self._rows(chunk)
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+    def _rows(self, chunk: list[list[Item]]) -> list[dict[str, Any]]:
+        """Rows of whole files: one embed_items call, then the Stitcher and make_row."""
+        if not chunk:
+            return []
+        try:
+            embedded = embed_items([p for parts in chunk for p in parts],
+                                   self.classifier.backbones)
+        except Exception as e:  # noqa: BLE001 - one file's failure must not cost the others
+            if len(chunk) > 1:
+                return [row for parts in chunk for row in self._rows([parts])]
+            failure = DecodeFailure(task=chunk[0][0].task, kind="model",
+                                    message=f"embedding failed: {type(e).__name__}: {e}",
+                                    traceback=traceback.format_exc())
+            return [make_row(FileResult(failure.file, failure=failure), self.classifier)]
+        stitcher = Stitcher()
+        rows = []
+        for item, embeddings in embedded:
+            result = stitcher.add(item, embeddings)
+            if result is not None:
+                rows.append(make_row(result, self.classifier))
+        return rows
+
+
+# --- Ray session --------------------------------------------------------------------------
+
+
+def _sample_rate(classifier: Classifier) -> int:
+    rates = {b.sample_rate_hz for b in classifier.backbones}
+    if len(rates) != 1:
+        raise ConfigError(f"backbones want different sample rates {sorted(rates)}")
+    return rates.pop()
+
+
+@contextmanager
+def _ray_session(address: str | None) -> Iterator[None]:
+    """Connects to ``address`` (None: a local instance) unless Ray is already initialised;
+    shuts down only what it started."""
+    import ray
+
+    if ray.is_initialized():
+        if address is not None:
+            log.info("Ray is already initialised in this process; %s is not used", address)
+        yield
+        return
+    kwargs: dict[str, Any] = {"address": address, "logging_level": logging.WARNING}
+    if address is None:
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"cannot start or reach Ray at {address or 'a local instance'}: {e}") \
+            from e
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextmanager
+def _data_context() -> Iterator[None]:
+    """Ray Data settings for one scan, restored afterwards."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    settings = {
+        # A block whose worker died is dropped, not fatal: its files are found missing.
+        "max_errored_blocks": -1,
+        # The caller shows progress (on_row); Ray's bars would interleave with it.
+        "enable_progress_bars": False,
+        "print_on_execution_start": False,
+    }
+    saved = {k: getattr(ctx, k) for k in settings if hasattr(ctx, k)}
+    for key in saved:
+        setattr(ctx, key, settings[key])
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(ctx, key, value)
