@@ -7,7 +7,9 @@ Runs, in one process and back to back:
   probability;
 * each stage alone on one core, for the scale estimate in docs/ray.md: decoding (per file and
   per second of audio, the mix of formats and rates of the folder) and the model (YAMNet
-  ``embed_batch`` with one thread on the decoded audio).
+  ``embed_batch`` with one thread on the decoded audio);
+* the per-file costs around the model: discovery, packing a decoded file into a Ray row and
+  back, the head and row, and the driver's share (rows to Arrow, committed parts, final table).
 
     SCANNER_MODEL_DIR=../shared/models python benchmarks/bench_ray.py /tmp/mixed60
     python benchmarks/bench_ray.py /tmp/mixed60 --address auto   # on a running cluster
@@ -109,6 +111,55 @@ def stages(folder: Path) -> dict:
     }
 
 
+def overheads(folder: Path) -> dict:
+    """Per-file costs around the model, in ms: what bounds files/hour once models are fast."""
+    import tempfile
+
+    import pyarrow as pa
+
+    from scanner.config import ScanConfig
+    from scanner.decode import decode_task, plan_tasks
+    from scanner.discover import discover
+    from scanner.embed import Stitcher, embed_items
+    from scanner.engines.ray_engine import pack_files, unpack_files
+    from scanner.pipeline import load_classifier, make_row, results_schema
+    from scanner.writer import TableSink
+
+    def timed(fn, n: int) -> tuple[object, float]:
+        start = time.perf_counter()
+        value = fn()
+        return value, 1000 * (time.perf_counter() - start) / n
+
+    files, discover_ms = timed(lambda: discover([folder]), 1)
+    n = len(files)
+    discover_ms /= n
+    decoded = [[decode_task(t) for t in plan_tasks([f])] for f in files]
+    table, pack_ms = timed(lambda: pack_files(decoded), n)
+    _, unpack_ms = timed(lambda: unpack_files(table), n)
+    config = ScanConfig()
+    classifier = load_classifier(config)
+    stitcher = Stitcher()
+    results = [stitcher.add(item, embs) for parts in decoded
+               for item, embs in embed_items(parts, classifier.backbones)]
+    rows, row_ms = timed(lambda: [make_row(r, classifier) for r in results if r], n)
+    schema = results_schema(config, classifier)
+    _, arrow_ms = timed(lambda: pa.Table.from_pylist(rows, schema=schema).to_pylist(), n)
+    many = rows * (20_000 // len(rows))
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = TableSink(Path(tmp) / "r.parquet", schema)
+
+        def write() -> None:
+            for i in range(0, len(many), 256):
+                sink.write(many[i:i + 256])
+            sink.finish()
+
+        _, sink_ms = timed(write, len(many))
+    return {"discover_ms": discover_ms, "pack_ms": pack_ms, "unpack_ms": unpack_ms,
+            "head_and_row_ms": row_ms, "arrow_round_trip_ms": arrow_ms,
+            "driver_sink_ms": sink_ms,
+            "mean_file_bytes": sum(f.size_bytes for f in files) / n}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="folder of audio to scan")
@@ -118,6 +169,7 @@ def main() -> None:
     result = {"folder": str(args.folder), "cpu_count": os.cpu_count()}
     result.update(engines(args.folder, args.address))
     result["stages"] = stages(args.folder)
+    result["overheads_per_file"] = overheads(args.folder)
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from scanner.backbones.base import Backbone
 from scanner.decode import plan_tasks
 from scanner.decode_pool import DecodePool
-from scanner.records import AudioFile, DecodedClip, DecodeFailure, Embedding
+from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask, Embedding
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,37 @@ def _shift(emb: Embedding, offset_s: float) -> Embedding:
     return Embedding(emb.embeddings, emb.starts_s + offset_s, emb.window_s, emb.scores)
 
 
-class Stitcher:
-    """Collects the parts of each file and emits one FileResult once its last part is in."""
+def overlap_for(backbones: Sequence[Backbone]) -> float:
+    """How far each part of a long file is decoded past its end, so that the patches that
+    start before the join read real audio (YAMNet: 0.48 s plus one STFT frame)."""
+    return max(b.window_s - b.hop_s for b in backbones) + 0.02
 
-    def __init__(self) -> None:
+
+def with_overlap(task: DecodeTask, overlap_s: float) -> DecodeTask:
+    """Extends every part but a file's last by ``overlap_s`` seconds."""
+    if task.n_parts > 1 and task.part < task.n_parts - 1 and task.max_s is not None:
+        return replace(task, max_s=task.max_s + overlap_s)
+    return task
+
+
+def _until(emb: Embedding, end_s: float) -> Embedding:
+    keep = emb.starts_s < end_s - 1e-6
+    if keep.all():
+        return emb
+    return Embedding(emb.embeddings[keep], emb.starts_s[keep], emb.window_s,
+                     None if emb.scores is None else emb.scores[keep])
+
+
+class Stitcher:
+    """Collects the parts of each file and emits one FileResult once its last part is in.
+
+    Args:
+        overlap_s: How far parts were decoded past their end (see :func:`with_overlap`);
+            patches starting in that overlap belong to the next part and are dropped.
+    """
+
+    def __init__(self, overlap_s: float = 0.0) -> None:
+        self.overlap_s = overlap_s
         self._parts: dict[str, list[Embedding]] = {}
         self._clip: DecodedClip | None = None
         self._failed: AudioFile | None = None
@@ -92,7 +119,10 @@ class Stitcher:
         if task.part == 0:
             self._parts = {name: [] for name in embeddings}
             self._clip = item
+        last = task.part == task.n_parts - 1
         for name, emb in embeddings.items():
+            if not last and task.max_s is not None:
+                emb = _until(emb, task.max_s - self.overlap_s)
             self._parts[name].append(_shift(emb, item.offset_s))
         if task.part < task.n_parts - 1:
             return None
@@ -161,8 +191,10 @@ def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
     if len(rates) != 1:
         raise ValueError(f"backbones want different sample rates {sorted(rates)}")
     sample_rate_hz = rates.pop()
-    tasks = plan_tasks(files, part_s=part_s, max_duration_s=max_duration_s)
-    stitcher = Stitcher()
+    overlap_s = overlap_for(backbones)
+    tasks = (with_overlap(t, overlap_s)
+             for t in plan_tasks(files, part_s=part_s, max_duration_s=max_duration_s))
+    stitcher = Stitcher(overlap_s)
     batch: list[DecodedClip | DecodeFailure] = []
     samples = 0
 

@@ -74,9 +74,9 @@ def test_long_file_is_embedded_in_parts_like_a_whole(tmp_path):
     whole = next(embed_files(files, [backbone], workers=0, part_s=1000.0))
     parts = next(embed_files(files, [backbone], workers=0, part_s=9.6))
     a, b = whole.embeddings["fake"], parts.embeddings["fake"]
-    assert abs(a.n_patches - b.n_patches) <= 3
-    np.testing.assert_allclose(a.embeddings.mean(axis=0), b.embeddings.mean(axis=0), atol=0.05)
-    assert np.all(np.diff(b.starts_s) > 0)
+    # Parts are decoded a little past their end, so every patch of the whole is there once.
+    np.testing.assert_allclose(b.starts_s, a.starts_s, atol=1e-6)
+    np.testing.assert_allclose(b.embeddings, a.embeddings, atol=0.05)
 
 
 def test_resume_skips_done_files(audio_folder, fake_head, tmp_path):

@@ -7,7 +7,9 @@ timeout tests run without it.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -124,12 +126,38 @@ def test_a_slow_decode_becomes_a_timeout_and_a_fast_one_is_untouched(tmp_path):
     time.sleep(0.7)  # the alarm was disarmed: nothing fires after the decode returned
 
 
+def test_a_decode_stuck_past_its_timeout_ends_its_worker():
+    code = textwrap.dedent("""
+        import time
+        from pathlib import Path
+        import scanner.engines.ray_engine as engine
+        from scanner.records import AudioFile, DecodeTask
+
+        engine.HUNG_GRACE_S = 0.5
+
+        def stuck(task, sample_rate_hz):  # as C code that never returns: the alarm is lost
+            while True:
+                try:
+                    time.sleep(10)
+                except BaseException:
+                    pass
+
+        engine._with_timeout(stuck, DecodeTask(AudioFile(Path("x.wav"), 1, 1)), 16000, 0.5)
+    """)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert proc.returncode == 70, proc.stderr.decode()[-2000:]
+    assert time.monotonic() - start < 60
+
+
 def test_actor_plan_puts_one_actor_on_each_gpu_or_leaves_most_cpus_to_decoding():
     gpu = actor_plan({"CPU": 64, "GPU": 8}, ScanConfig())
     assert gpu == ActorPlan(actors=8, num_cpus=1, num_gpus=1, device="auto")
     assert actor_plan({"CPU": 64, "GPU": 8}, ScanConfig(device="cuda:3")).device == "cuda"
     cpu = actor_plan({"CPU": 64, "GPU": 8}, ScanConfig(device="cpu", threads=2))
     assert cpu.num_gpus == 0 and cpu.threads == 2 and 16 <= cpu.actors < 32  # some CPUs decode
+    tflite = actor_plan({"CPU": 16, "GPU": 1}, ScanConfig(), gpu_models=False)
+    assert tflite.num_gpus == 0 and tflite.actors == 12  # 4 of 16 CPUs decode
     assert actor_plan({"CPU": 2}, ScanConfig()).actors == 1
     assert actor_plan({"CPU": 2}, ScanConfig(threads=8)).num_cpus == 2  # never unschedulable
     with pytest.raises(ConfigError, match="no GPU"):

@@ -34,7 +34,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,10 +111,7 @@ def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | 
         A summary. Raises ScanInterrupted on Ctrl-C after keeping the committed rows, and
         ConfigError when Ray is missing or the cluster cannot be reached.
     """
-    try:
-        import ray  # noqa: F401
-    except ImportError as e:
-        raise ConfigError(INSTALL_HINT) from e
+    require_ray()
     from scanner.discover import discover
     from scanner.writer import TableSink, format_for
 
@@ -126,7 +123,7 @@ def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | 
                      exclude=config.exclude, hidden=config.hidden,
                      follow_symlinks=config.follow_symlinks)
     classifier = classifier or load_classifier(config)
-    sample_rate_hz = _sample_rate(classifier)
+    _sample_rate(classifier)  # fails before the output is touched
     schema = results_schema(config, classifier)
     sink = TableSink(out, schema, fmt=format_for(out, config.output_format), resume=config.resume)
     todo, skipped, redo = _resume_filter(files, sink.previous_rows()) if config.resume \
@@ -137,9 +134,10 @@ def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | 
     audio_s = 0.0
     pending: list[dict[str, Any]] = []
     committed = time.monotonic()
+    rows = ray_rows(todo, config, classifier, address=address, decode=decode)
     try:
-        with _ray_session(address) if todo else nullcontext():
-            for row in _rows(todo, config, classifier, sample_rate_hz, decode or _decode):
+        with closing(rows):
+            for row in rows:
                 counts[row["status"]] += 1
                 audio_s += row["duration_s"] or 0.0
                 pending.append(row)
@@ -161,6 +159,14 @@ def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | 
                        time.monotonic() - start)
 
 
+def require_ray() -> None:
+    """Raises ConfigError, saying how to install Ray, when it cannot be imported."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(INSTALL_HINT) from e
+
+
 @dataclass(frozen=True)
 class ActorPlan:
     """Where the models run: how many actors, and what each one reserves."""
@@ -175,21 +181,24 @@ class ActorPlan:
         return self.num_cpus
 
 
-def actor_plan(resources: Mapping[str, float], config: ScanConfig) -> ActorPlan:
+def actor_plan(resources: Mapping[str, float], config: ScanConfig, *,
+               gpu_models: bool = True) -> ActorPlan:
     """One actor per GPU when the cluster has GPUs; else CPU actors on ~80% of the cores.
 
     Args:
         resources: ``ray.cluster_resources()``.
         config: The scan's settings (``device``, ``threads``).
+        gpu_models: Whether any of the models can use a GPU (a TFLite model cannot: it
+            gets CPU actors even on GPU nodes).
 
     Raises:
         ConfigError: A CUDA device was asked for and the cluster has no GPU.
     """
     cpus = max(1, int(resources.get("CPU", 1)))
-    gpus = int(resources.get("GPU", 0))
+    gpus = int(resources.get("GPU", 0)) if gpu_models else 0
     device = (config.device or "auto").strip().lower()
     threads = min(config.threads or 1, cpus)
-    if device.startswith("cuda") and not gpus:
+    if device.startswith("cuda") and gpu_models and not gpus:
         raise ConfigError(f"device {config.device!r} was asked for but the Ray cluster has no GPU")
     if gpus and device != "cpu":
         # Ray gives each actor its own GPU through CUDA_VISIBLE_DEVICES: inside, it is "cuda".
@@ -200,14 +209,38 @@ def actor_plan(resources: Mapping[str, float], config: ScanConfig) -> ActorPlan:
     return ActorPlan(max(1, (cpus - decode_cpus) // threads), threads, 0, device)
 
 
+def ray_rows(todo: Sequence[AudioFile], config: ScanConfig, classifier: Classifier, *,
+             address: str | None = None, decode: Decode | None = None
+             ) -> Iterator[dict[str, Any]]:
+    """One table row per file, made on Ray, in no particular order (the writer sorts).
+
+    A pass over all files; a pass, one file per block, over the files a dead worker lost;
+    then a ``crashed`` row for each file lost twice. Ray is started (or reached at
+    ``address``) only when there are files, and shut down after if this started it.
+
+    Args:
+        todo: Files to scan.
+        config: Scan settings; the actors load their models from it.
+        classifier: The driver's models: their sample rate, and the rows of lost files.
+        address: See :func:`scan_ray`.
+        decode: The per-task decode run in the tasks (tests swap in faulty ones).
+    """
+    if not todo:
+        return
+    with _ray_session(address):
+        yield from _rows(list(todo), config, classifier, decode or _decode)
+
+
 def _rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier,
-          sample_rate_hz: int, decode: Decode) -> Iterator[dict[str, Any]]:
-    """Every file's row: a pass over all files, a pass one file per block over the files a
-    dead worker lost, then ``crashed`` rows for the files lost twice."""
+          decode: Decode) -> Iterator[dict[str, Any]]:
     import ray
 
+    sample_rate_hz = _sample_rate(classifier)
     resources = ray.cluster_resources()
-    plan = actor_plan(resources, config)
+    # The TFLite runtime has no GPU path: holding a GPU per actor would idle it and starve
+    # the model of actors.
+    gpu_models = any(b.identity.get("format") != "tflite" for b in classifier.backbones)
+    plan = actor_plan(resources, config, gpu_models=gpu_models)
     log.info("Ray: up to %d model actor(s) (%d CPU, %d GPU each), decoding on the other CPUs",
              plan.actors, plan.num_cpus, plan.num_gpus)
     cpus = max(1, int(resources.get("CPU", 1)))
