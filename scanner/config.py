@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from scanner.segments import SegmentConfig
+
 
 @dataclass(frozen=True)
 class ScanConfig:
@@ -25,6 +27,7 @@ class ScanConfig:
         decode_timeout_s: A decode that takes longer is stopped and recorded as ``timeout``.
         resume: Skip files already in the output (same path, size and mtime).
         output_format: ``parquet`` or ``csv`` (None: from the output's suffix).
+        segments: Also write time-stamped windows and events beside the output (None: not).
     """
 
     backbones: tuple[str, ...] = ("yamnet",)
@@ -46,6 +49,7 @@ class ScanConfig:
     decode_timeout_s: float | None = 300.0
     resume: bool = False
     output_format: str | None = None
+    segments: SegmentConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.backbones:
@@ -65,4 +69,6 @@ class ScanConfig:
         for key in ("backbones", "extensions", "include", "exclude"):
             if clean.get(key) is not None:
                 clean[key] = tuple(clean[key])
+        if isinstance(clean.get("segments"), dict):
+            clean["segments"] = SegmentConfig.from_dict(clean["segments"])
         return cls(**clean)

@@ -21,6 +21,7 @@ from scanner.records import AudioFile
 
 if TYPE_CHECKING:
     from scanner.embed import FileResult
+    from scanner.segments import SegmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,62 @@ def results_schema(config: ScanConfig, classifier: Classifier):
     from scanner.rows import arrow_schema, column_types
 
     names = [m.backbone.name for m in classifier.models]
-    return arrow_schema(column_types(classifier.classes, names), table_metadata(config, classifier))
+    columns = column_types(classifier.classes, names)
+    if config.segments is not None:
+        from scanner.segments import summary_columns
+
+        columns.update(summary_columns(classifier.classes, config.segments.background))
+    return arrow_schema(columns, table_metadata(config, classifier))
+
+
+class _EventSinks:
+    """The segments and events tables beside the file table (``scan --segments``)."""
+
+    def __init__(self, out: Path, config: ScanConfig, classifier: Classifier, fmt: str) -> None:
+        from scanner.rows import arrow_schema
+        from scanner.segments import event_columns, events_path, segment_columns, segments_path
+        from scanner.writer import TableSink
+
+        meta = table_metadata(config, classifier)
+        # sort_by="path" is a stable sort: each file's rows stay in time order
+        self.segments = TableSink(segments_path(out), arrow_schema(
+            segment_columns(classifier.classes), meta), fmt=fmt, resume=config.resume)
+        self.events = TableSink(events_path(out), arrow_schema(event_columns(), meta), fmt=fmt,
+                                resume=config.resume)
+        self._segments: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+
+    def add(self, result: FileResult, row: dict[str, Any], classifier: Classifier,
+            config: SegmentConfig) -> None:
+        """Analyses one file's windows; adds its event summary to ``row``."""
+        from scanner.segments import analyse_result
+
+        if row["status"] != "ok":
+            return
+        try:
+            found = analyse_result(classifier, result, config)
+        except Exception as e:  # noqa: BLE001 - one file's failure must not stop the scan
+            log.warning("%s: segment analysis failed: %s", result.file.path, e, exc_info=True)
+            return
+        if found is None:
+            return
+        row.update(found.summary)
+        segments, events = found.rows(row["path"])
+        self._segments += segments
+        self._events += events
+
+    def write(self) -> None:
+        self.segments.write(self._segments)
+        self.events.write(self._events)
+        self._segments, self._events = [], []
+
+    def abort(self) -> None:
+        self.segments.abort()
+        self.events.abort()
+
+    def finish(self, drop_paths: set[str]) -> None:
+        self.segments.finish(drop_paths=drop_paths)
+        self.events.finish(drop_paths=drop_paths)
 
 
 def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None = None, *,
@@ -130,7 +186,9 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
                      follow_symlinks=config.follow_symlinks)
     classifier = classifier or load_classifier(config)
     schema = results_schema(config, classifier)
-    sink = TableSink(out, schema, fmt=format_for(out, config.output_format), resume=config.resume)
+    fmt = format_for(out, config.output_format)
+    sink = TableSink(out, schema, fmt=fmt, resume=config.resume)
+    extra = _EventSinks(out, config, classifier, fmt) if config.segments is not None else None
     todo, skipped, redo = _resume_filter(files, sink.previous_rows()) if config.resume \
         else (files, 0, set())
     if on_files:
@@ -146,6 +204,8 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
                                   max_duration_s=config.max_duration_s,
                                   decode_timeout_s=config.decode_timeout_s):
             row = make_row(result, classifier)
+            if extra is not None:
+                extra.add(result, row, classifier, config.segments)
             counts[row["status"]] += 1
             audio_s += row["duration_s"] or 0.0
             pending.append(row)
@@ -153,16 +213,25 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
                 on_row(row)
             if len(pending) >= COMMIT_ROWS or time.monotonic() - committed > COMMIT_EVERY_S:
                 sink.write(pending)
+                if extra is not None:
+                    extra.write()
                 pending, committed = [], time.monotonic()
         sink.write(pending)
+        if extra is not None:
+            extra.write()
         pending = []
     except KeyboardInterrupt:
         sink.write(pending)
         sink.abort()
+        if extra is not None:
+            extra.write()
+            extra.abort()
         raise ScanInterrupted(ScanSummary(out, counts["ok"] + counts["error"], counts["ok"],
                                           counts["error"], skipped, audio_s,
                                           time.monotonic() - start)) from None
     sink.finish(drop_paths=redo)
+    if extra is not None:
+        extra.finish(drop_paths=redo)
     return ScanSummary(out, len(todo), counts["ok"], counts["error"], skipped, audio_s,
                        time.monotonic() - start)
 

@@ -241,19 +241,22 @@ def window_probabilities(classifier: Classifier, embeddings: Mapping[str, Embedd
         emb = embeddings[m.backbone.name]
         if emb.n_patches == 0:
             return np.zeros(0), np.zeros(0), np.zeros((0, len(classifier.classes)), np.float32)
-        span = min(span, float(emb.starts_s[-1]) + emb.window_s)
+        span = min(span, float(emb.starts_s.max()) + emb.window_s)
     starts = window_starts(span, config.window_s, config.hop_s)
     ends = np.minimum(starts + config.window_s, span)
     features: dict[str, NDArray[np.float32]] = {}
     for m in classifier.models:
         emb = embeddings[m.backbone.name]
-        values = m.head.select(emb)
-        centres = emb.starts_s + emb.window_s / 2
+        values, patch_starts = m.head.select(emb), emb.starts_s
+        if np.any(np.diff(patch_starts) < 0):  # searchsorted needs patches in time order
+            order = np.argsort(patch_starts, kind="stable")
+            values, patch_starts = values[order], patch_starts[order]
+        centres = patch_starts + emb.window_s / 2
         lo = np.searchsorted(centres, starts, side="left")
         hi = np.searchsorted(centres, ends, side="left")
         features[m.backbone.name] = np.stack([
             pool(values[lo[k]:hi[k]] if hi[k] > lo[k] else
-                 values[patches_in(emb.starts_s, emb.window_s, starts[k], ends[k])],
+                 values[patches_in(patch_starts, emb.window_s, starts[k], ends[k])],
                  m.head.pooling)
             for k in range(len(starts))])
     return starts, ends, classifier.predict_features(features).probs

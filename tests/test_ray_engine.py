@@ -109,6 +109,33 @@ def _tasks(file, part_s):
     return list(plan_tasks([file], part_s=part_s))
 
 
+def test_the_model_actor_makes_local_rows_and_isolates_a_file_the_model_fails_on(
+        audio_folder, fake_head, tmp_path, monkeypatch):
+    import scanner.engines.ray_engine as engine
+
+    config = _config(fake_head, batch_s=1000.0)  # every file in one embed_items call
+    scan([audio_folder], tmp_path / "local.parquet", config)
+    expected = {r["path"]: r for r in _rows(tmp_path / "local.parquet")}
+    files = discover([audio_folder])
+    batch = decode_files(_file_rows(files), sample_rate_hz=16000, part_s=config.part_s,
+                         max_duration_s=None, timeout_s=None)
+    actor = engine.ModelActor(config.to_dict())  # plain Python: Ray only schedules it
+    bad = str(files[2].path)
+    real = engine.embed_items
+
+    def embed_items(items, backbones, transform=None):
+        if any(str(i.file.path) == bad for i in items):
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(items, backbones, transform)
+
+    monkeypatch.setattr(engine, "embed_items", embed_items)
+    rows = {r["path"]: r for r in actor(batch).drop_columns(["seconds_taken"]).to_pylist()}
+    assert rows.keys() == expected.keys()
+    assert rows[bad]["status"] == "error" and rows[bad]["error_kind"] == "model"
+    assert "illegal memory access" in rows[bad]["error"]
+    assert all(rows[p] == expected[p] for p in rows if p != bad)  # the others: local rows
+
+
 def test_a_slow_decode_becomes_a_timeout_and_a_fast_one_is_untouched(tmp_path):
     path = tmp_path / "a.wav"
     sf.write(path, sine(440, 1.0, 16000), 16000)

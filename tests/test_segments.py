@@ -315,3 +315,16 @@ def test_analyse_result_uses_the_cut_length_and_skips_failures():
     assert fs.events[0]["end_s"] == pytest.approx(8.0)
     failed = FileResult(file, failure=DecodeFailure(DecodeTask(file), "not_audio", "bad"))
     assert analyse_result(classifier, failed, SegmentConfig()) is None
+
+
+def test_patch_order_does_not_matter():
+    backbone = FakeBackbone()
+    classifier = Classifier([_band_classifier(backbone)])
+    wave = _tones(("not_screaming", 5.0), ("screaming", 3.0), ("not_screaming", 5.0))
+    emb = backbone.embed(wave)
+    order = np.random.default_rng(0).permutation(emb.n_patches)
+    shuffled = Embedding(emb.embeddings[order], emb.starts_s[order], emb.window_s)
+    a = analyse_file(classifier, {"fake": emb}, 13.0, SegmentConfig())
+    b = analyse_file(classifier, {"fake": shuffled}, 13.0, SegmentConfig())
+    assert a.events == b.events and len(a.events) == 1
+    assert a.segments == b.segments

@@ -8,14 +8,15 @@ groups appears in every split.
 The assignment is greedy and deterministic for a seed: groups are shuffled with the seed,
 then (largest first) each goes to the split whose per-label deficit it fills best. Before
 that, each label with enough groups gives one of its smallest groups to validation and to
-test, so no split misses a label only because big groups came first.
+test, so no split misses a label only because big groups came first. The same procedure
+makes the grouped, stratified folds of cross-fitting (:func:`assign_folds`).
 """
 
 from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,39 @@ def assign_splits(labels: Sequence[str], groups: Sequence[str], *, val: float = 
     Raises:
         ConfigError: Fractions out of range, or mismatched lengths.
     """
-    if len(labels) != len(groups):
-        raise ConfigError(f"{len(labels)} labels but {len(groups)} groups")
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
         raise ConfigError(f"split fractions val={val}, test={test} are out of range")
-    target = {"train": 1.0 - val - test, "val": val, "test": test}
+    return assign_groups(labels, groups, {"train": 1.0 - val - test, "val": val, "test": test},
+                         seed=seed)
+
+
+def assign_folds(labels: Sequence[str], groups: Sequence[str], k: int, *,
+                 seed: int = 0) -> list[int]:
+    """``k`` grouped, stratified folds of about equal size: the fold index of each item."""
+    if k < 2:
+        raise ConfigError(f"cross-validation needs at least 2 folds, got {k}")
+    names = [f"fold{i}" for i in range(k)]
+    parts = assign_groups(labels, groups, dict.fromkeys(names, 1.0 / k), seed=seed)
+    return [names.index(p) for p in parts]
+
+
+def assign_groups(labels: Sequence[str], groups: Sequence[str], fractions: Mapping[str, float],
+                  *, seed: int = 0) -> list[str]:
+    """Assigns whole groups to named parts so each label is divided as ``fractions`` say.
+
+    The first part with the largest fraction is filled last by the greedy pass; every
+    other part first gets one small group of each label that has a group for every part.
+
+    Raises:
+        ConfigError: Mismatched lengths or fractions that are not positive.
+    """
+    if len(labels) != len(groups):
+        raise ConfigError(f"{len(labels)} labels but {len(groups)} groups")
+    if not fractions or any(f <= 0 for f in fractions.values()):
+        raise ConfigError(f"part fractions must be positive, got {dict(fractions)}")
+    parts = tuple(fractions)
+    total_fraction = sum(fractions.values())
+    target = {p: f / total_fraction for p, f in fractions.items()}
     totals = Counter(labels)
     by_group: dict[str, Counter[str]] = defaultdict(Counter)
     for label, group in zip(labels, groups, strict=True):
@@ -56,31 +85,32 @@ def assign_splits(labels: Sequence[str], groups: Sequence[str], *, val: float = 
     size = {g: sum(c.values()) for g, c in by_group.items()}
     major = {g: max(sorted(c), key=lambda lab: c[lab]) for g, c in by_group.items()}
 
-    counts: dict[str, Counter[str]] = {s: Counter() for s in SPLITS}
+    counts: dict[str, Counter[str]] = {p: Counter() for p in parts}
     where: dict[str, str] = {}
 
-    def put(group: str, split: str) -> None:
-        where[group] = split
-        counts[split].update(by_group[group])
+    def put(group: str, part: str) -> None:
+        where[group] = part
+        counts[part].update(by_group[group])
 
-    # Seed validation and test with one small group of every label that has enough groups.
+    largest = max(parts, key=lambda p: target[p])
+    seeded = [p for p in parts if p != largest]
     for label in sorted(totals, key=lambda lab: (totals[lab], lab)):
         own = sorted((g for g in shuffled if major[g] == label and g not in where),
                      key=lambda g: (size[g], rank[g]))
-        if len(own) < len(SPLITS):
+        if len(own) < len(parts):
             continue
-        for split, group in zip(("val", "test"), own, strict=False):
-            if counts[split][label] == 0:
-                put(group, split)
+        for part, group in zip(seeded, own, strict=False):
+            if counts[part][label] == 0:
+                put(group, part)
 
-    def deficit(group: str, split: str) -> float:
-        return sum(n * (target[split] * totals[lab] - counts[split][lab]) / totals[lab]
+    def deficit(group: str, part: str) -> float:
+        return sum(n * (target[part] * totals[lab] - counts[part][lab]) / totals[lab]
                    for lab, n in by_group[group].items())
 
     for group in sorted(shuffled, key=lambda g: (-size[g], rank[g])):
         if group in where:
             continue
-        put(group, max(SPLITS, key=lambda s: (deficit(group, s), -SPLITS.index(s))))
+        put(group, max(parts, key=lambda p: (deficit(group, p), -parts.index(p))))
     return [where[g] for g in groups]
 
 

@@ -55,11 +55,15 @@ def cli(ctx: click.Context, verbosity: int | None) -> None:
 
 
 def _register() -> None:
+    from scanner.cli.export import export
+    from scanner.cli.report import report
     from scanner.cli.scan import scan
     from scanner.cli.train import train
 
     cli.add_command(scan)
     cli.add_command(train)
+    cli.add_command(export)
+    cli.add_command(report)
 
 
 _register()

@@ -61,6 +61,21 @@ log = logging.getLogger("scanner")
               help="Analyse at most this many seconds of each file (the row says it was cut).")
 @click.option("--decode-timeout", "decode_timeout_s", type=click.FloatRange(min=1), default=300.0,
               show_default=True, help="Stop decoding a file after this many seconds (error 'timeout').")
+@click.option("--segments", "segments", is_flag=True,
+              help="Also write when things happen: one row per analysis window "
+                   "(OUTPUT.segments.parquet) and merged events (OUTPUT.events.parquet), and "
+                   "event counts per file.")
+@click.option("--window", "window_s", type=click.FloatRange(min=0.1),
+              help="With --segments: analysis window length in seconds (default 1.44).")
+@click.option("--hop", "hop_s", type=click.FloatRange(min=0.01),
+              help="With --segments: step between windows in seconds (default 0.48).")
+@click.option("--smooth", "smooth_windows", type=click.IntRange(min=1),
+              help="With --segments: windows averaged, odd; 1 = no smoothing (default 3).")
+@click.option("--min-event", "min_event_s", type=click.FloatRange(min=0),
+              help="With --segments: drop events shorter than this many seconds (default 1).")
+@click.option("--threshold", "thresholds", multiple=True, metavar="CLASS=P",
+              help="With --segments: probability a class needs to make an event, e.g. "
+                   "'screaming=0.6' (repeatable; default 0.5).")
 @click.option("--resume", is_flag=True,
               help="Keep rows already in OUTPUT (or its committed parts) and scan only the rest.")
 @click.pass_context
@@ -70,7 +85,9 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          extensions: tuple[str, ...], include: tuple[str, ...], exclude: tuple[str, ...],
          hidden: bool, follow_symlinks: bool, workers: int | None, threads: int | None,
          device: str, batch_s: float, max_duration_s: float | None,
-         decode_timeout_s: float, resume: bool) -> None:
+         decode_timeout_s: float, segments: bool, window_s: float | None,
+         hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
+         thresholds: tuple[str, ...], resume: bool) -> None:
     """Scan PATHS (folders, recursively, and files) and write one row per audio file.
 
     \b
@@ -86,6 +103,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     from scanner.pipeline import scan as run_scan
 
     names = parse_backbones(backbone)
+    segment_config = _segment_config(segments, window_s, hop_s, smooth_windows, min_event_s,
+                                     thresholds)
     config = ScanConfig(
         backbones=names, models=per_backbone(models, names, "--model"),
         heads=per_backbone(heads, names, "--head"), weights=parse_weights(weights, names),
@@ -94,9 +113,12 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         extensions=split_csv(extensions) or None, include=include, exclude=exclude,
         hidden=hidden, follow_symlinks=follow_symlinks, workers=workers, threads=threads,
         device=device, batch_s=batch_s, max_duration_s=max_duration_s,
-        decode_timeout_s=decode_timeout_s, resume=resume, output_format=output_format)
+        decode_timeout_s=decode_timeout_s, resume=resume, output_format=output_format,
+        segments=segment_config)
     try:
         classifier = load_classifier(config)
+        if segment_config is not None:
+            segment_config.check_classes(classifier.classes)
     except ScannerError as e:
         log.error("%s", e)
         ctx.exit(EXIT_LOAD_FAILED)
@@ -119,6 +141,30 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     click.echo(summary.line(), err=True)
     if summary.errors:
         ctx.exit(EXIT_FILE_ERRORS)
+
+
+def _segment_config(segments: bool, window_s: float | None, hop_s: float | None,
+                    smooth_windows: int | None, min_event_s: float | None,
+                    thresholds: tuple[str, ...]):
+    """The --segments settings, or None without --segments (bad values: BadParameter)."""
+    from scanner.segments import SegmentConfig, parse_thresholds
+
+    given = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
+             "min_event_s": min_event_s}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not segments:
+        if given or thresholds:
+            raise click.UsageError("--window, --hop, --smooth, --min-event and --threshold "
+                                   "need --segments")
+        return None
+    try:
+        parsed = parse_thresholds(thresholds)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--threshold") from None
+    try:
+        return SegmentConfig(**given, thresholds=parsed)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 class _ProgressBar:
