@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from scanner.classify import Classifier, Model
 from scanner.config import ScanConfig
+from scanner.errors import ConfigError
 from scanner.records import AudioFile
 
 if TYPE_CHECKING:
@@ -156,10 +158,30 @@ class _EventSinks:
         self.events.finish(drop_paths=drop_paths)
 
 
+RowSource = Callable[[list[AudioFile], ScanConfig, Classifier], Iterator[dict[str, Any]]]
+"""How an engine turns the files still to do into rows (in any order; one row per file)."""
+
+
+def local_rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier, *,
+               events: _EventSinks | None = None) -> Iterator[dict[str, Any]]:
+    """The local engine's rows: decode worker processes, the models in this process."""
+    from scanner.embed import embed_files
+
+    for result in embed_files(todo, classifier.backbones, workers=config.workers,
+                              batch_s=config.batch_s, part_s=config.part_s,
+                              max_duration_s=config.max_duration_s,
+                              decode_timeout_s=config.decode_timeout_s):
+        row = make_row(result, classifier)
+        if events is not None:
+            events.add(result, row, classifier, config.segments)
+        yield row
+
+
 def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None = None, *,
          classifier: Classifier | None = None,
          on_files: Callable[[int], None] | None = None,
-         on_row: Callable[[dict[str, Any]], None] | None = None) -> ScanSummary:
+         on_row: Callable[[dict[str, Any]], None] | None = None,
+         rows: RowSource | None = None) -> ScanSummary:
     """Scans ``paths`` and writes one row per audio file to ``out``.
 
     Args:
@@ -169,15 +191,18 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
         classifier: Already loaded models (else loaded from ``config``).
         on_files: Called once with the number of files to process (for a progress bar).
         on_row: Called with each row as it is made (for progress and logging).
+        rows: The engine that makes the rows (default: :func:`local_rows`); discovery,
+            resume, commits and the final table are the same for every engine.
 
     Returns:
         A summary. Raises ScanInterrupted on Ctrl-C after keeping the committed rows.
     """
     from scanner.discover import discover
-    from scanner.embed import embed_files
     from scanner.writer import TableSink, format_for
 
     config = config or ScanConfig()
+    if rows is not None and config.segments is not None:
+        raise ConfigError("time-stamped segments and events (--segments) need the local engine")
     out = Path(out).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -188,7 +213,7 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
     schema = results_schema(config, classifier)
     fmt = format_for(out, config.output_format)
     sink = TableSink(out, schema, fmt=fmt, resume=config.resume)
-    extra = _EventSinks(out, config, classifier, fmt) if config.segments is not None else None
+    events = _EventSinks(out, config, classifier, fmt) if config.segments is not None else None
     todo, skipped, redo = _resume_filter(files, sink.previous_rows()) if config.resume \
         else (files, 0, set())
     if on_files:
@@ -198,40 +223,37 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
     pending: list[dict[str, Any]] = []
     committed = time.monotonic()
 
+    def commit() -> None:
+        nonlocal pending, committed
+        sink.write(pending)
+        if events is not None:
+            events.write()
+        pending, committed = [], time.monotonic()
+
+    source = rows(todo, config, classifier) if rows is not None \
+        else local_rows(todo, config, classifier, events=events)
     try:
-        for result in embed_files(todo, classifier.backbones, workers=config.workers,
-                                  batch_s=config.batch_s, part_s=config.part_s,
-                                  max_duration_s=config.max_duration_s,
-                                  decode_timeout_s=config.decode_timeout_s):
-            row = make_row(result, classifier)
-            if extra is not None:
-                extra.add(result, row, classifier, config.segments)
-            counts[row["status"]] += 1
-            audio_s += row["duration_s"] or 0.0
-            pending.append(row)
-            if on_row:
-                on_row(row)
-            if len(pending) >= COMMIT_ROWS or time.monotonic() - committed > COMMIT_EVERY_S:
-                sink.write(pending)
-                if extra is not None:
-                    extra.write()
-                pending, committed = [], time.monotonic()
-        sink.write(pending)
-        if extra is not None:
-            extra.write()
-        pending = []
+        with closing(source):
+            for row in source:
+                counts[row["status"]] += 1
+                audio_s += row["duration_s"] or 0.0
+                pending.append(row)
+                if on_row:
+                    on_row(row)
+                if len(pending) >= COMMIT_ROWS or time.monotonic() - committed > COMMIT_EVERY_S:
+                    commit()
+        commit()
     except KeyboardInterrupt:
-        sink.write(pending)
+        commit()
         sink.abort()
-        if extra is not None:
-            extra.write()
-            extra.abort()
+        if events is not None:
+            events.abort()
         raise ScanInterrupted(ScanSummary(out, counts["ok"] + counts["error"], counts["ok"],
                                           counts["error"], skipped, audio_s,
                                           time.monotonic() - start)) from None
     sink.finish(drop_paths=redo)
-    if extra is not None:
-        extra.finish(drop_paths=redo)
+    if events is not None:
+        events.finish(drop_paths=redo)
     return ScanSummary(out, len(todo), counts["ok"], counts["error"], skipped, audio_s,
                        time.monotonic() - start)
 

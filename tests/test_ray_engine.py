@@ -202,6 +202,33 @@ def test_without_ray_the_engine_says_how_to_install_it(audio_folder, fake_head, 
     assert ENGINES.names() == ["local", "ray"]
 
 
+def test_an_address_nobody_answers_at_fails_fast(audio_folder, fake_head, tmp_path):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=f"cannot reach a Ray cluster at 127.0.0.1:{port}"):
+        scan_ray([audio_folder], tmp_path / "r.parquet", _config(fake_head),
+                 address=f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 30
+    assert not list(tmp_path.glob("*r.parquet*"))  # nothing was written
+
+
+def test_segments_are_refused_rather_than_silently_missing(audio_folder, fake_head, tmp_path):
+    pytest.importorskip("ray")
+    from scanner.segments import SegmentConfig
+
+    with pytest.raises(ConfigError, match="segments"):
+        scan_ray([audio_folder], tmp_path / "r.parquet",
+                 _config(fake_head, segments=SegmentConfig()))
+    assert not list(tmp_path.glob("*r.parquet*"))  # nothing was written
+
+
 # --- on a local Ray instance -----------------------------------------------------------------
 
 

@@ -208,13 +208,15 @@ def test_odd_names_round_trip_and_resume(tmp_path, fake_head, suffix):
 def test_a_name_that_is_not_utf8_still_gets_its_row(tmp_path, fake_head):
     folder = tmp_path / "in"
     write_audio(folder / "fine.wav", sine(440, 1.0, SR), SR)
-    latin1 = os.fsdecode(b"chanson_\xe9t\xe9.wav")  # a Latin-1 name from an old disk
-    write_audio(folder / latin1, sine(550, 1.0, SR), SR)
+    write_audio(folder / "tmp.wav", sine(550, 1.0, SR), SR)
+    # a Latin-1 name from an old disk: not UTF-8 (soundfile cannot even write it)
+    os.rename(folder / "tmp.wav", os.fsencode(folder) + b"/chanson_\xe9t\xe9.wav")
     out = tmp_path / "r.parquet"
     summary = scan([folder], out, _fake(fake_head, workers=0))
     assert summary.files == 2
     rows = pq.read_table(out).to_pylist()
     assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
+    assert any("chanson_" in r["path"] for r in rows)
     again = scan([folder], out, _fake(fake_head, workers=0, resume=True))
     assert again.skipped == 2 and pq.read_table(out).num_rows == 2
 
@@ -529,7 +531,7 @@ def test_ctrl_c_prints_no_traceback(tmp_path, fake_head):
                   decode_delay_s=0.1)
     _wait_for_rows(proc, out, at_least=4)
     os.kill(proc.pid, signal.SIGINT)
-    assert _reap(proc, timeout_s=30) == EXIT_INTERRUPTED
+    assert _reap(proc, timeout_s=15) == EXIT_INTERRUPTED  # it exits in about a second
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
@@ -611,6 +613,57 @@ def test_interrupted_resume_then_resume_keeps_one_row_per_file(tmp_path, fake_he
     rows = _each_once(out, sorted(folder.glob("*.wav")))
     f1 = _by_name(rows)["f1.wav"]
     assert f1["status"] == "ok" and f1["size_bytes"] == victim.stat().st_size
+
+
+@pytest.mark.xfail(strict=True, reason="a kill between writing the final table and removing "
+                                       "the parts doubles every row on --resume: see the "
+                                       "report's patch")
+def test_killed_while_removing_parts_then_resume_keeps_one_row_per_file(tmp_path, fake_head,
+                                                                       monkeypatch):
+    import scanner.writer
+
+    folder = tmp_path / "in"
+    files = [write_audio(folder / f"f{i}.wav", noise(1.0, SR, seed=i), SR) for i in range(5)]
+    out = tmp_path / "r.parquet"
+    rmtree = shutil.rmtree
+
+    def interrupted_rmtree(path, *args, **kwargs):
+        if Path(path) == parts_dir(out):
+            raise KeyboardInterrupt  # the final table is in place, its parts are not yet gone
+        return rmtree(path, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(scanner.writer.shutil, "rmtree", interrupted_rmtree)
+        with pytest.raises(KeyboardInterrupt):
+            scan([folder], out, _fake(fake_head, workers=0))
+    assert out.exists() and _committed_rows(out) == 5
+    summary = scan([folder], out, _fake(fake_head, workers=0, resume=True))
+    assert summary.skipped == 5
+    _each_once(out, files)
+
+
+@pytest.mark.xfail(strict=True, reason="Ctrl-C outside the file loop gives Click's 'Aborted!' "
+                                       "and exit code 1: see the report's patch")
+@pytest.mark.parametrize("stage", ["loading the model", "writing the table"])
+def test_ctrl_c_outside_the_file_loop_is_exit_130(tmp_path, fake_head, monkeypatch, stage):
+    import scanner.pipeline
+    import scanner.writer
+
+    folder = tmp_path / "in"
+    write_audio(folder / "a.wav", sine(440, 1.0, SR), SR)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if stage == "loading the model":
+        monkeypatch.setattr(scanner.pipeline, "load_classifier", interrupt)
+    else:
+        monkeypatch.setattr(scanner.writer.TableSink, "finish", interrupt)
+    result = CliRunner().invoke(cli, ["scan", str(folder), "-o", str(tmp_path / "r.parquet"),
+                                      "--backbone", "fake", "--head", str(fake_head),
+                                      "--workers", "0"])
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    assert "interrupted" in result.output and "Aborted!" not in result.output
 
 
 # --- fuzzing ----------------------------------------------------------------------------------

@@ -106,3 +106,13 @@ def test_helpers() -> None:
     mean, std = standardisation(np.array([[1.0, 5.0], [3.0, 5.0]], np.float32))
     np.testing.assert_allclose(mean, [2.0, 5.0])
     np.testing.assert_allclose(std, [1.0, 1.0])
+
+
+def test_never_finite_validation_loss_keeps_the_last_epoch() -> None:
+    x, y = _blobs(60, 0)
+    keep = y != 2
+    xv, _ = _blobs(10, 1)
+    # Validation holds only class 2, which is absent from training (loss weight 0): 0/0.
+    fit = fit_mlp(x[keep], y[keep], xv, np.full(10, 2), n_classes=3, hidden=(4,), epochs=3,
+                  patience=2)
+    assert fit.best_epoch == fit.epochs_run == 3

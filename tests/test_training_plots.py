@@ -27,8 +27,8 @@ def _metrics() -> dict:
              for s in ("train", "val", "test")}
     return {"classes": list(CLASSES), "sets": sets, "history": history,
             "thresholds": dict.fromkeys(CLASSES, 0.5),
-            "fit": {"best_epoch": 9, "epochs_run": 12, "best_val_loss": 0.3,
-                    "class_weights": [1.0, 1.0, 1.0]},
+            "fit": {"mode": "split", "best_epoch": 9, "epochs_run": 12, "best_val_loss": 0.3,
+                    "class_weights": [1.0, 1.0, 1.0], "refit": {"epochs": 9, "files": 20}},
             "split": split, "data": {"files": 30, "groups": 15, "source": "folders",
                                      "unusable_files": 1},
             "failures": {"x/broken.wav": "not_audio: nope"}, "published_test_accuracy": 0.912}
@@ -36,7 +36,7 @@ def _metrics() -> dict:
 
 def test_plots_are_pngs(tmp_path: Path) -> None:
     m = _metrics()
-    paths = write_plots(tmp_path, history=m["history"], best_epoch=9,
+    paths = write_plots(tmp_path, histories=[m["history"]], best_epochs=[9],
                         evaluations={k: m["sets"][k] for k in ("test", "bandlimited_test")},
                         classes=CLASSES)
     assert set(paths) == {"loss", "accuracy", "confusion_test", "roc_test", "pr_test",

@@ -10,6 +10,7 @@ import pytest
 from scanner.errors import ConfigError
 from training.split import (
     SPLITS,
+    assign_folds,
     assign_splits,
     check_disjoint,
     read_split_csv,
@@ -104,3 +105,17 @@ def test_summary_and_csv_round_trip(tmp_path) -> None:
     back = read_split_csv(write_split_csv(tmp_path / "split.csv", rows))
     assert [tuple(r.values()) for r in back] == rows
     assert list(back[0]) == ["path", "label", "group", "split"]
+
+
+def test_folds_are_grouped_stratified_and_balanced() -> None:
+    labels, groups = _dataset(2)
+    folds = assign_folds(labels, groups, 5, seed=1)
+    assert set(folds) == set(range(5))
+    check_disjoint(groups, [str(f) for f in folds])
+    for k in range(5):
+        n = folds.count(k)
+        assert abs(n / len(labels) - 0.2) < 0.03
+        assert {lab for lab, f in zip(labels, folds, strict=True) if f == k} == set(labels)
+    assert folds == assign_folds(labels, groups, 5, seed=1)
+    with pytest.raises(ConfigError):
+        assign_folds(labels, groups, 1)

@@ -138,6 +138,37 @@ def test_second_run_embeds_nothing_and_same_seed_same_weights(first_run, tmp_pat
     assert len(other.head.layers) == 3
 
 
+def test_refit_and_cross_fitting(first_run, tmp_path) -> None:
+    config, result, _ = first_run
+    split_sizes = result.metrics["split"]
+    refit = result.metrics["fit"]["refit"]
+    assert refit["files"] == split_sizes["train"]["files"] + split_sizes["val"]["files"]
+    assert refit["epochs"] == result.metrics["fit"]["best_epoch"]
+    plain = train_head(TrainConfig.from_dict({**config.to_dict(), "out_dir": str(tmp_path / "p"),
+                                              "refit": False}), progress=False)
+    # Without a refit the saved head is the early-stopped model.
+    assert plain.metrics["fit"]["refit"] is None
+    assert not np.array_equal(plain.head.layers[0][0], result.head.layers[0][0])
+    # Early stopping and validation are the same model either way.
+    assert plain.metrics["sets"]["val"] == result.metrics["sets"]["val"]
+    assert plain.metrics["thresholds"] == result.metrics["thresholds"]
+
+    folds = train_head(TrainConfig.from_dict({**config.to_dict(), "out_dir": str(tmp_path / "f"),
+                                              "folds": 3, "epochs": 60}), progress=False)
+    rows = read_split_csv(tmp_path / "f" / "split.csv")
+    assert {r["split"] for r in rows} == {"fold0", "fold1", "fold2", "test"}
+    test_paths = {r["path"] for r in rows if r["split"] == "test"}
+    assert test_paths == {r["path"] for r in read_split_csv(Path(config.out_dir) / "split.csv")
+                          if r["split"] == "test"}
+    sets = folds.metrics["sets"]
+    assert sets["val"]["n"] == 72 - len(test_paths)
+    # Fewer epochs than the other runs, to stay fast: well above chance (1/3) is enough here.
+    assert sets["test"]["accuracy"] >= 0.8 and sets["val"]["accuracy"] >= 0.8
+    assert folds.metrics["fit"]["members"] == 3
+    assert folds.head.layers[0][0].shape[0] == 3 * 32
+    assert "Cross-fitted" in (tmp_path / "f" / "report.md").read_text()
+
+
 def test_too_few_groups_is_a_config_error(tmp_path: Path) -> None:
     from scanner.errors import ConfigError
 

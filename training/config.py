@@ -54,6 +54,11 @@ class TrainConfig:
         refit: After early stopping has chosen the number of epochs on validation, train
             the head again on train + validation for that many epochs (test stays held
             out). Validation metrics and thresholds come from the early-stopped model.
+            Unused with ``folds > 1``.
+        folds: 1: one train/validation split. K > 1: cross-fitting: train + validation are
+            cut into K grouped folds, member i trains on the others and early-stops on
+            fold i, and the head averages the K members (every non-test file is
+            validation once; the validation metrics are out-of-fold).
         name: Head name; None: the output folder's name.
     """
 
@@ -80,6 +85,7 @@ class TrainConfig:
     pooling: str = "mean"
     class_weight: str = "balanced"
     refit: bool = True
+    folds: int = 1
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -103,6 +109,8 @@ class TrainConfig:
             raise ConfigError(f"--band-limit-hz must be in (0, 8000), got {self.band_limit_hz}")
         if self.pooling not in ("mean", "max"):
             raise ConfigError(f"pooling must be 'mean' or 'max', got {self.pooling!r}")
+        if self.folds < 1:
+            raise ConfigError(f"--folds must be >= 1, got {self.folds}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}, "
                               f"got {self.class_weight!r}")
@@ -147,7 +155,7 @@ class TrainConfig:
                  "--band-limit-prob", str(self.band_limit_prob),
                  "--band-limit-hz", str(self.band_limit_hz),
                  "--class-weight", self.class_weight,
-                 "--refit" if self.refit else "--no-refit"]
+                 "--refit" if self.refit else "--no-refit", "--folds", str(self.folds)]
         if self.pooling != "mean":
             args += ["--pooling", self.pooling]
         if self.name:

@@ -132,6 +132,7 @@ def fit_mlp(x_train: NDArray[np.float32], y_train: NDArray[np.int64],
             hidden: Sequence[int] = (256,), dropout: float = 0.3, weight_decay: float = 1e-4,
             lr: float = 5e-4, batch_size: int = 32, epochs: int = 200,
             patience: int | None = 20, class_weight: str = "balanced",
+            standardize: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None,
             seed: int = 0) -> FitResult:
     """Trains the MLP; the same inputs and seed give the same weights.
 
@@ -148,6 +149,8 @@ def fit_mlp(x_train: NDArray[np.float32], y_train: NDArray[np.int64],
             the best epoch's weights; None: train all ``epochs`` and keep the last weights
             (a refit for a number of epochs chosen earlier).
         class_weight: How classes are weighted in the loss (see :func:`class_weights`).
+        standardize: A given ``(mean, std)`` of the input (members of an ensemble share
+            one); None: computed from the training rows.
         seed: Seeds initialisation, batch order, dropout and view choice.
     """
     import torch
@@ -159,7 +162,7 @@ def fit_mlp(x_train: NDArray[np.float32], y_train: NDArray[np.int64],
         raise ValueError("x_train_alt must be row-aligned with x_train")
     use_alt = x_train_alt is not None and alt_prob > 0
     seen = np.concatenate([x_train, x_train_alt]) if use_alt else x_train
-    mean, std = standardisation(seen)
+    mean, std = standardisation(seen) if standardize is None else standardize
     weights = class_weights(y_train, n_classes, class_weight)
 
     def tensor(a: NDArray[np.float32]) -> torch.Tensor:
@@ -215,6 +218,9 @@ def fit_mlp(x_train: NDArray[np.float32], y_train: NDArray[np.int64],
                     break
         if best_state is not None:
             net.load_state_dict(best_state)
+        elif patience is not None:  # the validation loss was never finite: keep the last
+            log.warning("validation loss was never finite; keeping the last epoch")
+            best_epoch = epoch
     log.info("trained %d epochs; kept epoch %d (val loss %.4f, val acc %.3f)", epoch,
              best_epoch, history["val_loss"][best_epoch - 1], history["val_acc"][best_epoch - 1])
     return FitResult(network_layers(net), mean, std, history, best_epoch, epoch,

@@ -29,20 +29,28 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_curve(history: dict[str, list[float]], key: str, path: Path, *, ylabel: str,
-               best_epoch: int | None = None) -> Path:
-    """Train and validation ``key`` (``loss`` or ``acc``) per epoch."""
+def plot_curve(histories: Sequence[dict[str, list[float]]], key: str, path: Path, *,
+               ylabel: str, best_epochs: Sequence[int] = ()) -> Path:
+    """Train and validation ``key`` (``loss`` or ``acc``) per epoch, one pair per fit
+    (several for cross-fitted members), with the kept epochs marked."""
     fig = _figure()
     ax = fig.add_subplot()
-    epochs = range(1, len(history[f"train_{key}"]) + 1)
-    ax.plot(epochs, history[f"train_{key}"], label="train")
-    ax.plot(epochs, history[f"val_{key}"], label="validation")
-    if best_epoch:
-        ax.axvline(best_epoch, color="grey", linestyle="--", label=f"kept (epoch {best_epoch})")
+    many = len(histories) > 1
+    for i, history in enumerate(histories):
+        epochs = range(1, len(history[f"train_{key}"]) + 1)
+        tag = f" (member {i + 1})" if many else ""
+        alpha = 0.6 if many else 1.0
+        ax.plot(epochs, history[f"train_{key}"], color=f"C{2 * i}", alpha=alpha,
+                label=f"train{tag}")
+        ax.plot(epochs, history[f"val_{key}"], color=f"C{2 * i + 1}", alpha=alpha,
+                linestyle="--" if many else "-", label=f"validation{tag}")
+    for j, epoch in enumerate(best_epochs):
+        ax.axvline(epoch, color="grey", linestyle=":",
+                   label="kept epoch" if j == 0 else None)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small" if many else None)
     return _save(fig, path)
 
 
@@ -102,13 +110,14 @@ def plot_pr(metrics: dict[str, Any], path: Path, *, title: str) -> Path:
     return _save(fig, path)
 
 
-def write_plots(out_dir: str | Path, *, history: dict[str, list[float]], best_epoch: int,
-                evaluations: dict[str, dict[str, Any]], classes: Sequence[str]) -> dict[str, Path]:
+def write_plots(out_dir: str | Path, *, histories: Sequence[dict[str, list[float]]],
+                best_epochs: Sequence[int], evaluations: dict[str, dict[str, Any]],
+                classes: Sequence[str]) -> dict[str, Path]:
     """Writes every plot of a run into ``out_dir``.
 
     Args:
-        history: :attr:`training.fit.FitResult.history`.
-        best_epoch: The epoch whose weights were kept (marked on the curves).
+        histories: :attr:`training.fit.FitResult.history` of each early-stopped fit.
+        best_epochs: The epochs whose weights were kept (marked on the curves).
         evaluations: Metrics by set name (``test``, ``bandlimited_test``...); each gets a
             confusion matrix, ROC and PR plot.
         classes: Class names.
@@ -119,10 +128,10 @@ def write_plots(out_dir: str | Path, *, history: dict[str, list[float]], best_ep
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
-        "loss": plot_curve(history, "loss", out / LOSS_PNG, ylabel="class-weighted loss",
-                           best_epoch=best_epoch),
-        "accuracy": plot_curve(history, "acc", out / ACCURACY_PNG, ylabel="accuracy",
-                               best_epoch=best_epoch),
+        "loss": plot_curve(histories, "loss", out / LOSS_PNG, ylabel="weighted loss",
+                           best_epochs=best_epochs),
+        "accuracy": plot_curve(histories, "acc", out / ACCURACY_PNG, ylabel="accuracy",
+                               best_epochs=best_epochs),
     }
     for name, m in evaluations.items():
         nice = name.replace("_", " ")

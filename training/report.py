@@ -35,7 +35,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 def overview_rows(metrics: dict[str, Any]) -> list[list[Any]]:
     """One row per evaluated set: accuracy, macro-F1, macro ROC-AUC, macro AP, files."""
-    return [[_SET_TITLES.get(name, name), m["accuracy"], m["macro_f1"], m["macro_roc_auc"],
+    titles = dict(_SET_TITLES)
+    if metrics.get("fit", {}).get("mode") == "folds":
+        titles |= {"train": "train + validation (fitted)", "val": "validation (out-of-fold)",
+                   "bandlimited_val": "validation, band-limited (out-of-fold)"}
+    return [[titles.get(name, name), m["accuracy"], m["macro_f1"], m["macro_roc_auc"],
              m["macro_average_precision"], m["n"]]
             for name, m in metrics["sets"].items()]
 
@@ -52,12 +56,37 @@ def _confusion(m: dict[str, Any]) -> list[str]:
     return _table(["true \\ predicted", *classes], rows)
 
 
+def _training_text(config: TrainConfig, metrics: dict[str, Any]) -> list[str]:
+    fit = metrics["fit"]
+    weights = ", ".join(f"{c} {w:.2f}" for c, w in zip(metrics["classes"], fit["class_weights"],
+                                                        strict=True))
+    if fit.get("mode") == "folds":
+        return [
+            f"Cross-fitted: train + validation cut into {fit['members']} grouped folds; member "
+            f"i trained on the other folds and early-stopped on fold i (validation loss, "
+            f"patience {config.patience}) at epochs {fit['best_epochs']}. The head averages "
+            f"the members' logits (merged into one network). Validation metrics are "
+            f"out-of-fold: each file scored by the member that never trained on it. Class "
+            f"weights ({config.class_weight}): {weights}."]
+    lines = [
+        f"Kept epoch {fit['best_epoch']} of {fit['epochs_run']} (early stopping on validation "
+        f"loss, patience {config.patience}); best validation loss "
+        f"{_fmt(fit['best_val_loss'], 4)}. Class weights ({config.class_weight}): {weights}."]
+    if fit.get("refit"):
+        lines += ["", f"The saved head was then trained again on train + validation "
+                      f"({fit['refit']['files']} files) for those {fit['refit']['epochs']} "
+                      f"epochs. Validation metrics and thresholds come from the early-stopped "
+                      f"model (which never trained on validation); train and test metrics from "
+                      f"the saved head."]
+    return lines
+
+
 def render_report(*, config: TrainConfig, metrics: dict[str, Any],
                   plots: dict[str, Path]) -> str:
     """The report's markdown (plots linked by file name, so the folder can move)."""
     sets = metrics["sets"]
     test, band = sets["test"], sets["bandlimited_test"]
-    fit, data = metrics["fit"], metrics["data"]
+    data = metrics["data"]
     lines = [f"# Head `{Path(config.out_dir).name}`: {config.backbone} + MLP", ""]
     published = metrics.get("published_test_accuracy")
     lines += [
@@ -79,19 +108,8 @@ def render_report(*, config: TrainConfig, metrics: dict[str, Any],
         *_per_class(band), "", *_confusion(band), "",
         "### Decision thresholds (one-vs-rest, max F1 on validation, both views)", "",
         *_table(["class", "threshold"], list(metrics["thresholds"].items())), "",
-        "## Training", "",
-        f"Kept epoch {fit['best_epoch']} of {fit['epochs_run']} (early stopping on "
-        f"validation loss, patience {config.patience}); best validation loss "
-        f"{_fmt(fit['best_val_loss'], 4)}. Class weights (inverse frequency): "
-        + ", ".join(f"{c} {w:.2f}" for c, w in zip(metrics["classes"], fit["class_weights"],
-                                                    strict=True)) + ".", "",
+        "## Training", "", *_training_text(config, metrics), "",
     ]
-    refit = metrics.get("refit")
-    if refit:
-        lines += [f"The saved head was then trained again on train + validation "
-                  f"({refit['files']} files) for those {refit['epochs']} epochs. Validation "
-                  f"metrics and thresholds come from the early-stopped model (which never "
-                  f"trained on validation); train and test metrics from the saved head.", ""]
     for key in ("loss", "accuracy"):
         if key in plots:
             lines += [f"![{key}]({plots[key].name})", ""]

@@ -116,10 +116,15 @@ def assign_groups(labels: Sequence[str], groups: Sequence[str], fractions: Mappi
 
 def split_summary(labels: Sequence[str], groups: Sequence[str], splits: Sequence[str],
                   classes: Sequence[str]) -> dict[str, Any]:
-    """Files, groups and per-label counts of each split, as a plain dict."""
+    """Files, groups and per-label counts of each split (or fold), as a plain dict."""
     out: dict[str, Any] = {}
     n = len(labels)
-    for split in SPLITS:
+    present = set(splits)
+    order = [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
+    if "test" in order:  # test last, after train/val or the folds
+        order.remove("test")
+        order.append("test")
+    for split in order:
         idx = [i for i, s in enumerate(splits) if s == split]
         per_label = Counter(labels[i] for i in idx)
         out[split] = {

@@ -1,10 +1,10 @@
 """``train_head``: a labelled folder in, a head folder with metrics, plots and a report out.
 
 The stages: load the dataset -> split by group -> pooled embeddings of every file, as-is
-and band-limited, through the cache -> fit the MLP (early stopping and thresholds on
-validation, both views) -> evaluate every split and the band-limited test set -> write
-the head (head.json + weights.safetensors), ``split.csv``, ``predictions.csv``,
-``metrics.json``, the plots and ``report.md``.
+and band-limited, through the cache -> fit (one split with early stopping and an optional
+refit, or K cross-fitted members) -> thresholds on validation -> evaluate every split and
+the band-limited test set -> write the head (head.json + weights.safetensors),
+``split.csv``, ``predictions.csv``, ``metrics.json``, the plots and ``report.md``.
 """
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
 from scanner.errors import ConfigError
-from scanner.heads.mlp import MLPHead
+from scanner.heads.mlp import MLPHead, softmax
 from training.augment import ORIGINAL, BandLimit
 from training.cache import EmbeddingCache, default_cache_dir
 from training.config import TrainConfig
 from training.dataset import Dataset, load_dataset
+from training.ensemble import cross_fit, forward
 from training.features import digests, pooled_features
-from training.fit import FitResult, fit_mlp
+from training.fit import Layers, fit_mlp
 from training.metrics import choose_thresholds, evaluate, without_curves
-from training.split import SPLITS, assign_splits, check_disjoint, split_summary, write_split_csv
+from training.split import assign_folds, assign_splits, check_disjoint, split_summary
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ class TrainResult:
         head: The trained head (already saved in ``out_dir``).
         out_dir: The head folder.
         metrics: The full metrics dict (also ``metrics.json``): per set, with curves.
-        fit: The early-stopped fit: its history and chosen epoch.
-        refit: The fit on train + validation for that many epochs (the saved head), or None.
         files: Written artifacts by name (``head``, ``metrics``, ``report``, plots...).
         embedded: Files embedded in this run, per view (the rest came from the cache).
         failures: Files that could not be used, with the reason.
@@ -61,11 +60,34 @@ class TrainResult:
     head: MLPHead
     out_dir: Path
     metrics: dict[str, Any]
-    fit: FitResult
-    refit: FitResult | None = None
     files: dict[str, Path] = field(default_factory=dict)
     embedded: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Views:
+    """Pooled features of every file: ``x[view]`` is ``[n, dim]``; ``usable`` marks rows
+    that every needed view has."""
+
+    x: dict[str, NDArray[np.float32]]
+    usable: NDArray[np.bool_]
+    failures: dict[str, str]
+    embedded: dict[str, int]
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A fitted network plus its honest validation probabilities and its training record."""
+
+    layers: Layers
+    mean: NDArray[np.float32]
+    std: NDArray[np.float32]
+    val_rows: NDArray[np.int64]
+    val_proba: dict[str, NDArray[np.float32]]
+    histories: list[dict[str, list[float]]]
+    best_epochs: list[int]
+    summary: dict[str, Any]
 
 
 def _cache_for(config: TrainConfig, backbone: Backbone) -> EmbeddingCache:
@@ -83,23 +105,74 @@ def _load_backbone(config: TrainConfig) -> Backbone:
     return load_backbone(config.backbone, config.model, device=config.device)
 
 
-def _write_predictions(path: Path, dataset: Dataset, splits: list[str], usable: NDArray[np.bool_],
-                       probs: dict[str, NDArray[np.float32]]) -> Path:
-    classes = dataset.classes
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        header = ["path", "label", "group", "split"]
-        for view in probs:
-            header += [f"{view}_pred"] + [f"{view}_p_{c}" for c in classes]
-        w.writerow(header)
-        for i, item in enumerate(dataset.items):
-            if not usable[i]:
-                continue
-            row: list[Any] = [dataset.relpath(item), item.label, item.group, splits[i]]
-            for p in probs.values():
-                row += [classes[int(p[i].argmax())]] + [f"{v:.6f}" for v in p[i]]
-            w.writerow(row)
-    return path
+def _embed(config: TrainConfig, dataset: Dataset, splits: NDArray[np.str_], backbone: Backbone,
+           band: BandLimit, progress: bool) -> _Views:
+    cache = _cache_for(config, backbone)
+    files = [it.file for it in dataset.items]
+    keys = digests(files)
+    orig = pooled_features(files, backbone, cache=cache, view=ORIGINAL, pooling=config.pooling,
+                           file_digests=keys, workers=config.workers, progress=progress)
+    # The band-limited view of training clips is needed only when training uses it (with
+    # folds, every non-test file is also validation once).
+    need = np.ones(len(files), bool)
+    if config.band_limit_prob == 0 and config.folds == 1:
+        need = splits != "train"
+    idx = np.flatnonzero(need)
+    part = pooled_features([files[i] for i in idx], backbone, cache=cache, view=band.name,
+                           transform=band, pooling=config.pooling,
+                           file_digests=[keys[i] for i in idx], workers=config.workers,
+                           progress=progress)
+    x_band = np.zeros_like(orig.x)
+    band_ok = ~need
+    x_band[idx], band_ok[idx] = part.x, part.ok
+    return _Views({ORIGINAL: orig.x, band.name: x_band}, orig.ok & band_ok,
+                  {**orig.failures, **part.failures},
+                  {ORIGINAL: orig.embedded, band.name: part.embedded})
+
+
+def _fit_options(config: TrainConfig, n_classes: int) -> dict[str, Any]:
+    return {"n_classes": n_classes, "hidden": config.hidden, "dropout": config.dropout,
+            "weight_decay": config.weight_decay, "lr": config.learning_rate,
+            "batch_size": config.batch_size, "class_weight": config.class_weight,
+            "epochs": config.epochs}
+
+
+def _fit_split(config: TrainConfig, x: dict[str, NDArray[np.float32]], y: NDArray[np.int64],
+               tr: NDArray[np.int64], va: NDArray[np.int64], n_classes: int) -> _Model:
+    """Early stopping on one validation split (both views), then optionally a refit on
+    train + validation for the chosen number of epochs."""
+    orig, band = x.values()
+    use_band = config.band_limit_prob > 0
+    x_val = np.concatenate([orig[va], band[va]])
+    y_val = np.concatenate([y[va], y[va]])
+    options = {**_fit_options(config, n_classes), "alt_prob": config.band_limit_prob,
+               "seed": config.seed}
+    fit = fit_mlp(orig[tr], y[tr], x_val, y_val, x_train_alt=band[tr] if use_band else None,
+                  patience=config.patience, **options)
+    val_proba = {view: softmax(forward(fit.layers, fit.mean, fit.std, v[va]))
+                 for view, v in x.items()}
+    summary: dict[str, Any] = {"mode": "split", **fit.summary(), "refit": None}
+    final = fit
+    if config.refit:
+        tv = np.concatenate([tr, va])
+        options["epochs"] = fit.best_epoch
+        final = fit_mlp(orig[tv], y[tv], x_val, y_val, x_train_alt=band[tv] if use_band else None,
+                        patience=None, **options)
+        summary["refit"] = {"epochs": final.epochs_run, "files": int(len(tv))}
+    return _Model(final.layers, final.mean, final.std, va, val_proba, [fit.history],
+                  [fit.best_epoch], summary)
+
+
+def _fit_folds(config: TrainConfig, x: dict[str, NDArray[np.float32]], y: NDArray[np.int64],
+               dev: NDArray[np.int64], folds: NDArray[np.int64], n_classes: int) -> _Model:
+    """K cross-fitted members on train + validation, merged into one network."""
+    band_view = list(x)[1]
+    cf = cross_fit({view: v[dev] for view, v in x.items()}, y[dev], folds,
+                   alt_view=band_view, alt_prob=config.band_limit_prob, seed=config.seed,
+                   patience=config.patience, **_fit_options(config, n_classes))
+    val_proba = {view: softmax(logits) for view, logits in cf.oof_logits.items()}
+    return _Model(cf.layers, cf.mean, cf.std, dev, val_proba, [m.history for m in cf.members],
+                  [m.best_epoch for m in cf.members], {"mode": "folds", **cf.summary()})
 
 
 def train_head(config: TrainConfig, *, progress: bool = True,
@@ -123,78 +196,56 @@ def train_head(config: TrainConfig, *, progress: bool = True,
     groups = [it.group for it in dataset.items]
     log.info("%d files, %d groups, labels %s (%s)", len(labels), len(set(groups)),
              dataset.counts(), dataset.source)
-    splits = assign_splits(labels, groups, val=config.val, test=config.test, seed=config.seed)
+    split_arr = np.asarray(assign_splits(labels, groups, val=config.val, test=config.test,
+                                         seed=config.seed), dtype=object)
+    if config.folds > 1:
+        dev_all = np.flatnonzero(split_arr != "test")
+        fold_of = assign_folds([labels[i] for i in dev_all], [groups[i] for i in dev_all],
+                               config.folds, seed=config.seed)
+        split_arr[dev_all] = [f"fold{f}" for f in fold_of]
+    splits = [str(s) for s in split_arr]
     check_disjoint(groups, splits)
-    split_arr = np.asarray(splits)
     y = np.asarray([classes.index(lab) for lab in labels], dtype=np.int64)
 
     backbone = backbone or _load_backbone(config)
-    cache = _cache_for(config, backbone)
-    files = [it.file for it in dataset.items]
-    keys = digests(files)
     band = BandLimit(config.band_limit_hz)
     t_embed = time.monotonic()
-    orig = pooled_features(files, backbone, cache=cache, view=ORIGINAL, pooling=config.pooling,
-                           file_digests=keys, workers=config.workers, progress=progress)
-    # The band-limited view of training clips is needed only when training uses it.
-    need_band = np.ones(len(files), bool) if config.band_limit_prob > 0 else split_arr != "train"
-    band_idx = np.flatnonzero(need_band)
-    band_part = pooled_features([files[i] for i in band_idx], backbone, cache=cache,
-                                view=band.name, transform=band, pooling=config.pooling,
-                                file_digests=[keys[i] for i in band_idx],
-                                workers=config.workers, progress=progress)
-    x_band = np.zeros_like(orig.x)
-    band_ok = ~need_band
-    x_band[band_idx], band_ok[band_idx] = band_part.x, band_part.ok
+    views = _embed(config, dataset, split_arr, backbone, band, progress)
     embed_s = time.monotonic() - t_embed
-    usable = orig.ok & band_ok
-    failures = {**orig.failures, **band_part.failures}
-    sets = {s: np.flatnonzero((split_arr == s) & usable) for s in SPLITS}
+    names = ["train", "val"] if config.folds == 1 else [f"fold{i}" for i in range(config.folds)]
+    sets = {s: np.flatnonzero((split_arr == s) & views.usable) for s in [*names, "test"]}
     for s, idx in sets.items():
         missing = [c for k, c in enumerate(classes) if not (y[idx] == k).any()]
-        if (s == "train" and missing) or len(idx) == 0:
+        if (s != "test" and missing) or len(idx) == 0:
             raise ConfigError(f"the {s} split has no usable files of {missing or classes}; "
-                              "add data or change --val/--test")
+                              "add data or change --val/--test/--folds")
         if missing:
             log.warning("the %s split has no %s files", s, ", ".join(missing))
 
-    tr, va, te = sets["train"], sets["val"], sets["test"]
     t_fit = time.monotonic()
-    fit_options = {
-        "n_classes": len(classes), "alt_prob": config.band_limit_prob, "hidden": config.hidden,
-        "dropout": config.dropout, "weight_decay": config.weight_decay,
-        "lr": config.learning_rate, "batch_size": config.batch_size,
-        "class_weight": config.class_weight, "seed": config.seed,
-    }
-    use_band = config.band_limit_prob > 0
-    # Early stopping and thresholds watch both views of the validation clips.
-    x_val, y_val = np.concatenate([orig.x[va], x_band[va]]), np.concatenate([y[va], y[va]])
-    fit = fit_mlp(orig.x[tr], y[tr], x_val, y_val, x_train_alt=x_band[tr] if use_band else None,
-                  epochs=config.epochs, patience=config.patience, **fit_options)
-    backbone_config = {**backbone.identity, **backbone.config()}
-
-    def as_head(f: FitResult, **kw: Any) -> MLPHead:
-        return MLPHead(classes=classes, backbone_config=backbone_config, layers=f.layers,
-                       mean=f.mean, std=f.std, pooling=config.pooling, **kw)  # type: ignore[arg-type]
-
-    selected = as_head(fit)
-    p_val, p_val_band = selected.predict_proba(orig.x[va]), selected.predict_proba(x_band[va])
-    thresholds = choose_thresholds(y_val, np.concatenate([p_val, p_val_band]), classes)
-    refit = None
-    if config.refit:
-        tv = np.concatenate([tr, va])
-        refit = fit_mlp(orig.x[tv], y[tv], x_val, y_val,
-                        x_train_alt=x_band[tv] if use_band else None,
-                        epochs=fit.best_epoch, patience=None, **fit_options)
-    final = refit if refit is not None else fit
+    te = sets["test"]
+    if config.folds > 1:
+        dev = np.flatnonzero((split_arr != "test") & views.usable)
+        folds = np.asarray([int(splits[i][4:]) for i in dev])
+        model = _fit_folds(config, views.x, y, dev, folds, len(classes))
+        tr = dev
+    else:
+        tr = sets["train"]
+        model = _fit_split(config, views.x, y, tr, sets["val"], len(classes))
     fit_s = time.monotonic() - t_fit
 
-    draft = as_head(final)
-    p_orig, p_band = draft.predict_proba(orig.x), draft.predict_proba(x_band)
-    # Validation rows are scored by the early-stopped model (the refit saw them).
-    p_orig[va], p_band[va] = p_val, p_val_band
+    va = model.val_rows
+    y_val2 = np.concatenate([y[va], y[va]])
+    thresholds = choose_thresholds(y_val2, np.concatenate(list(model.val_proba.values())),
+                                   classes)
+    proba = {view: softmax(forward(model.layers, model.mean, model.std, v))
+             for view, v in views.x.items()}
+    fitted = evaluate(y[tr], proba[ORIGINAL][tr], classes)
+    for view in proba:  # validation rows keep their out-of-sample probabilities
+        proba[view][va] = model.val_proba[view]
+    p_orig, p_band = proba[ORIGINAL], proba[band.name]
     evaluations = {
-        "train": evaluate(y[tr], p_orig[tr], classes),
+        "train": fitted,
         "val": evaluate(y[va], p_orig[va], classes),
         "test": evaluate(y[te], p_orig[te], classes),
         "bandlimited_val": evaluate(y[va], p_band[va], classes),
@@ -204,67 +255,81 @@ def train_head(config: TrainConfig, *, progress: bool = True,
     data_info = {
         "data_dir": str(dataset.root), "source": dataset.source, "files": len(labels),
         "groups": len(set(groups)), "per_label": dataset.counts(),
-        "unusable_files": len(failures), "band_limit_view": band.name,
+        "unusable_files": len(views.failures), "band_limit_view": band.name,
     }
     metrics: dict[str, Any] = {
         "classes": list(classes),
         "sets": evaluations,
         "thresholds": thresholds,
-        "fit": fit.summary(),
-        "refit": None if refit is None else {"epochs": refit.epochs_run,
-                                             "files": int(len(tr) + len(va))},
-        "history": fit.history,
+        "fit": model.summary,
+        "histories": model.histories,
         "split": summary,
         "data": data_info,
-        "failures": failures,
+        "failures": views.failures,
         "published_test_accuracy": PUBLISHED_TEST_ACCURACY,
         "timing_s": {"embed": round(embed_s, 2), "fit": round(fit_s, 2)},
-        "embedded": {ORIGINAL: orig.embedded, band.name: band_part.embedded},
+        "embedded": views.embedded,
     }
     out = Path(config.out_dir).expanduser()
     extra = {
         "training": {
-            "config": config.to_dict(),
-            "command": config.command(),
-            "data": data_info,
-            "split": summary,
-            "fit": metrics["fit"],
-            "refit": metrics["refit"],
+            "config": config.to_dict(), "command": config.command(), "data": data_info,
+            "split": summary, "fit": model.summary,
             "published_test_accuracy": PUBLISHED_TEST_ACCURACY,
         },
         "metrics": {name: without_curves({k: v for k, v in m.items()
                                           if k not in ("confusion_matrix", "classes")})
                     for name, m in evaluations.items() if name != "train"},
     }
-    head = as_head(final, thresholds=thresholds, name=config.name or out.resolve().name,
-                   extra=extra)
+    head = MLPHead(classes=classes, backbone_config={**backbone.identity, **backbone.config()},
+                   layers=model.layers, mean=model.mean, std=model.std,
+                   pooling=config.pooling,  # type: ignore[arg-type]
+                   thresholds=thresholds, name=config.name or out.resolve().name, extra=extra)
     head.save(out)
-    written = _write_outputs(out, config, dataset, splits, usable, metrics, fit,
-                             {ORIGINAL: p_orig, band.name: p_band})
+    written = _write_outputs(out, config, dataset, splits, views.usable, metrics, model, proba)
     log.info("wrote %s in %.1f s (test accuracy %.3f, macro-F1 %.3f; band-limited %.3f)", out,
              time.monotonic() - t0, evaluations["test"]["accuracy"],
              evaluations["test"]["macro_f1"], evaluations["bandlimited_test"]["accuracy"])
-    return TrainResult(head, out, metrics, fit, refit, written,
-                       {ORIGINAL: orig.embedded, band.name: band_part.embedded}, failures)
+    return TrainResult(head, out, metrics, written, views.embedded, views.failures)
+
+
+def _write_predictions(path: Path, dataset: Dataset, splits: list[str], usable: NDArray[np.bool_],
+                       probs: dict[str, NDArray[np.float32]]) -> Path:
+    classes = dataset.classes
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        header = ["path", "label", "group", "split"]
+        for view in probs:
+            header += [f"{view}_pred"] + [f"{view}_p_{c}" for c in classes]
+        w.writerow(header)
+        for i, item in enumerate(dataset.items):
+            if not usable[i]:
+                continue
+            row: list[Any] = [dataset.relpath(item), item.label, item.group, splits[i]]
+            for p in probs.values():
+                row += [classes[int(p[i].argmax())]] + [f"{v:.6f}" for v in p[i]]
+            w.writerow(row)
+    return path
 
 
 def _write_outputs(out: Path, config: TrainConfig, dataset: Dataset, splits: list[str],
-                   usable: NDArray[np.bool_], metrics: dict[str, Any], fit: FitResult,
+                   usable: NDArray[np.bool_], metrics: dict[str, Any], model: _Model,
                    probs: dict[str, NDArray[np.float32]]) -> dict[str, Path]:
     from training.plots import write_plots
     from training.report import write_report
+    from training.split import write_split_csv
 
     written: dict[str, Path] = {"head": out / "head.json"}
     written["split"] = write_split_csv(out / SPLIT_CSV, (
-        (dataset.relpath(it), it.label, it.group, s) for it, s in zip(dataset.items, splits,
-                                                                       strict=True)))
+        (dataset.relpath(it), it.label, it.group, s)
+        for it, s in zip(dataset.items, splits, strict=True)))
     written["predictions"] = _write_predictions(out / PREDICTIONS_CSV, dataset, splits, usable,
                                                 probs)
     written["config"] = out / CONFIG_JSON
     written["config"].write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     written["metrics"] = out / METRICS_JSON
     written["metrics"].write_text(json.dumps(metrics, indent=2) + "\n")
-    plots = write_plots(out, history=fit.history, best_epoch=fit.best_epoch,
+    plots = write_plots(out, histories=model.histories, best_epochs=model.best_epochs,
                         evaluations={k: metrics["sets"][k] for k in ("test", "bandlimited_test")},
                         classes=metrics["classes"])
     written.update({f"plot_{k}": v for k, v in plots.items()})

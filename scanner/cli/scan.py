@@ -15,6 +15,7 @@ from scanner.cli.options import (
     split_csv,
     wav2vec2_options,
 )
+from scanner.engines import ENGINES
 
 log = logging.getLogger("scanner")
 
@@ -76,6 +77,12 @@ log = logging.getLogger("scanner")
 @click.option("--threshold", "thresholds", multiple=True, metavar="CLASS=P",
               help="With --segments: probability a class needs to make an event, e.g. "
                    "'screaming=0.6' (repeatable; default 0.5).")
+@click.option("--engine", type=click.Choice(ENGINES.names()), default="local", show_default=True,
+              help="local: processes on this machine; ray: a Ray cluster "
+                   "(pip install -e '.[ray]'; see docs/ray.md).")
+@click.option("--ray-address", metavar="ADDR",
+              help="Ray cluster for --engine ray: auto, HOST:6379 or ray://HOST:10001 "
+                   "(default: start a local Ray instance).")
 @click.option("--resume", is_flag=True,
               help="Keep rows already in OUTPUT (or its committed parts) and scan only the rest.")
 @click.pass_context
@@ -87,7 +94,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          device: str, batch_s: float, max_duration_s: float | None,
          decode_timeout_s: float, segments: bool, window_s: float | None,
          hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
-         thresholds: tuple[str, ...], resume: bool) -> None:
+         thresholds: tuple[str, ...], engine: str, ray_address: str | None,
+         resume: bool) -> None:
     """Scan PATHS (folders, recursively, and files) and write one row per audio file.
 
     \b
@@ -100,8 +108,17 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     from scanner.config import ScanConfig
     from scanner.errors import ScannerError
     from scanner.pipeline import ScanInterrupted, load_classifier
-    from scanner.pipeline import scan as run_scan
 
+    if ray_address and engine != "ray":
+        raise click.BadParameter("needs --engine ray", param_hint="--ray-address")
+    if engine == "ray":
+        from scanner.engines.ray_engine import require_ray
+
+        try:
+            require_ray()
+        except ScannerError as e:
+            log.error("%s", e)
+            ctx.exit(EXIT_LOAD_FAILED)
     names = parse_backbones(backbone)
     segment_config = _segment_config(segments, window_s, hop_s, smooth_windows, min_event_s,
                                      thresholds)
@@ -126,8 +143,9 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     quiet = ctx.obj.get("verbosity", 0) < 0
     bar = _ProgressBar(disable=quiet)
     try:
-        summary = run_scan(paths, out, config, classifier=classifier, on_files=bar.start,
-                           on_row=bar.update)
+        summary = ENGINES.get(engine)(paths, out, config, classifier=classifier,
+                                      address=ray_address, on_files=bar.start,
+                                      on_row=bar.update)
     except ScanInterrupted as e:
         bar.close()
         log.warning("interrupted after %d files; committed rows are kept. Continue with: "

@@ -91,6 +91,9 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--refit/--no-refit", default=True, show_default=True,
               help="After early stopping picks the epoch count on validation, retrain on "
                    "train + validation for that many epochs (test stays held out).")
+@click.option("--folds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="K > 1: cross-fit K members on train + validation (each early-stopped on "
+                   "its own grouped fold; --val and --refit unused) and average them.")
 @click.option("--name", help="Head name (default: the output folder's name).")
 @click.pass_context
 def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, model: str | None,
@@ -98,7 +101,7 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
           hidden: tuple[str, ...], dropout: float, weight_decay: float, epochs: int,
           patience: int, lr: float | None, batch_size: int, workers: int | None, device: str,
           band_limit_prob: float, band_limit_hz: int, pooling: str, class_weight: str,
-          refit: bool, name: str | None) -> None:
+          refit: bool, folds: int, name: str | None) -> None:
     """Train a head on a labelled folder: one subfolder per label (or --manifest).
 
     Embeds every clip with the frozen backbone (as-is and band-limited; cached, so a
@@ -125,7 +128,8 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
             hidden=parse_hidden(hidden), dropout=dropout, weight_decay=weight_decay,
             epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, workers=workers,
             device=device, band_limit_prob=band_limit_prob, band_limit_hz=band_limit_hz,
-            pooling=pooling, class_weight=class_weight, refit=refit, name=name)
+            pooling=pooling, class_weight=class_weight, refit=refit, folds=folds,
+            name=name)
         result = train_head(config, progress=verbosity >= 0 and sys.stderr.isatty())
     except ScannerError as e:
         if verbosity > 0:
@@ -148,7 +152,11 @@ def _print_summary(result) -> None:
     for r in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
     fit = metrics["fit"]
-    click.echo(f"kept epoch {fit['best_epoch']} of {fit['epochs_run']}; embedded now: "
+    kept = (f"{fit['members']} cross-fitted members (epochs {fit['best_epochs']})"
+            if fit.get("mode") == "folds" else
+            f"kept epoch {fit['best_epoch']} of {fit['epochs_run']}"
+            + (f", refit on train + val for {fit['refit']['epochs']}" if fit.get("refit") else ""))
+    click.echo(f"{kept}; embedded now: "
                + ", ".join(f"{k} {v}" for k, v in result.embedded.items())
                + (f"; {len(result.failures)} unusable file(s)" if result.failures else ""))
     click.echo(f"head written to {result.out_dir} (report: {result.files['report']})")

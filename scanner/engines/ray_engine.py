@@ -28,14 +28,17 @@ import json
 import logging
 import math
 import os
+import re
 import signal
+import socket
 import threading
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,17 +47,14 @@ import pyarrow as pa
 
 from scanner.config import ScanConfig
 from scanner.decode import decode_task, plan_tasks
-from scanner.embed import FileResult, Stitcher, embed_items
+from scanner.embed import FileResult, Stitcher, embed_items, overlap_for, with_overlap
 from scanner.errors import ConfigError
 from scanner.pipeline import (
-    COMMIT_EVERY_S,
-    COMMIT_ROWS,
-    ScanInterrupted,
     ScanSummary,
-    _resume_filter,
     load_classifier,
     make_row,
     results_schema,
+    scan,
 )
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
 
@@ -112,51 +112,15 @@ def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | 
         ConfigError when Ray is missing or the cluster cannot be reached.
     """
     require_ray()
-    from scanner.discover import discover
-    from scanner.writer import TableSink, format_for
-
     config = config or ScanConfig()
-    out = Path(out).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    files = discover(paths, extensions=config.extensions, include=config.include,
-                     exclude=config.exclude, hidden=config.hidden,
-                     follow_symlinks=config.follow_symlinks)
+    if config.segments is not None:
+        raise ConfigError("time-stamped segments and events (--segments) are not available "
+                          "with the Ray engine yet; use --engine local")
+    _check_reachable(address)  # before the output is touched
     classifier = classifier or load_classifier(config)
     _sample_rate(classifier)  # fails before the output is touched
-    schema = results_schema(config, classifier)
-    sink = TableSink(out, schema, fmt=format_for(out, config.output_format), resume=config.resume)
-    todo, skipped, redo = _resume_filter(files, sink.previous_rows()) if config.resume \
-        else (files, 0, set())
-    if on_files:
-        on_files(len(todo))
-    counts = {"ok": 0, "error": 0}
-    audio_s = 0.0
-    pending: list[dict[str, Any]] = []
-    committed = time.monotonic()
-    rows = ray_rows(todo, config, classifier, address=address, decode=decode)
-    try:
-        with closing(rows):
-            for row in rows:
-                counts[row["status"]] += 1
-                audio_s += row["duration_s"] or 0.0
-                pending.append(row)
-                if on_row:
-                    on_row(row)
-                if len(pending) >= COMMIT_ROWS or time.monotonic() - committed > COMMIT_EVERY_S:
-                    sink.write(pending)
-                    pending, committed = [], time.monotonic()
-        sink.write(pending)
-        pending = []
-    except KeyboardInterrupt:
-        sink.write(pending)
-        sink.abort()
-        raise ScanInterrupted(ScanSummary(out, counts["ok"] + counts["error"], counts["ok"],
-                                          counts["error"], skipped, audio_s,
-                                          time.monotonic() - start)) from None
-    sink.finish(drop_paths=redo)
-    return ScanSummary(out, len(todo), counts["ok"], counts["error"], skipped, audio_s,
-                       time.monotonic() - start)
+    return scan(paths, out, config, classifier=classifier, on_files=on_files, on_row=on_row,
+                rows=partial(ray_rows, address=address, decode=decode))
 
 
 def require_ray() -> None:
@@ -253,8 +217,8 @@ def _rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier,
         if lost is not todo:
             log.warning("%d files were lost with a Ray worker; running them one at a time",
                         len(lost))
-        for row in _run_dataset(lost, config, sample_rate_hz, plan, files_per_block,
-                                batch_files, decode):
+        for row in _run_dataset(lost, config, sample_rate_hz, overlap_for(classifier.backbones),
+                                plan, files_per_block, batch_files, decode):
             if row["path"] not in seen:  # a retried task may deliver a file twice
                 seen.add(row["path"])
                 yield row
@@ -265,7 +229,7 @@ def _rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier,
 
 
 def _run_dataset(files: list[AudioFile], config: ScanConfig, sample_rate_hz: int,
-                 plan: ActorPlan, files_per_block: int, batch_files: int,
+                 overlap_s: float, plan: ActorPlan, files_per_block: int, batch_files: int,
                  decode: Decode) -> Iterator[dict[str, Any]]:
     import ray
 
@@ -290,7 +254,8 @@ def _run_dataset(files: list[AudioFile], config: ScanConfig, sample_rate_hz: int
         ds = ds.map_batches(decode_files, batch_size=None, batch_format="pyarrow", num_cpus=1,
                             fn_kwargs={"sample_rate_hz": sample_rate_hz, "part_s": config.part_s,
                                        "max_duration_s": config.max_duration_s,
-                                       "timeout_s": config.decode_timeout_s, "decode": decode},
+                                       "timeout_s": config.decode_timeout_s,
+                                       "overlap_s": overlap_s, "decode": decode},
                             max_retries=DECODE_RETRIES)
         ds = ds.map_batches(ModelActor, batch_size=batch_files, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),
@@ -305,11 +270,11 @@ def _run_dataset(files: list[AudioFile], config: ScanConfig, sample_rate_hz: int
 
 def decode_files(batch: pa.Table, *, sample_rate_hz: int, part_s: float,
                  max_duration_s: float | None, timeout_s: float | None,
-                 decode: Decode | None = None) -> pa.Table:
+                 overlap_s: float = 0.0, decode: Decode | None = None) -> pa.Table:
     """Decodes a block of files (``path``, ``size_bytes``, ``mtime_ns``) into DECODED_SCHEMA rows.
 
-    Each file's parts are decoded in order, stopping at the first failure (the Stitcher
-    would drop the later parts).
+    Each file's parts (``plan_tasks``, extended by ``overlap_s`` as in ``embed_files``) are
+    decoded in order, stopping at the first failure (the Stitcher would drop the later parts).
     """
     decode = decode or _decode
     decoded = []
@@ -319,6 +284,7 @@ def decode_files(batch: pa.Table, *, sample_rate_hz: int, part_s: float,
         parts: list[Item] = []
         for task in plan_tasks([AudioFile(Path(path), size, mtime)], part_s=part_s,
                                max_duration_s=max_duration_s):
+            task = with_overlap(task, overlap_s)
             parts.append(_with_timeout(decode, task, sample_rate_hz, timeout_s))
             if isinstance(parts[-1], DecodeFailure):
                 break
@@ -465,6 +431,7 @@ class ModelActor:
         self.classifier = load_classifier(self.config)
         self.schema = results_schema(self.config, self.classifier).remove_metadata()
         self.batch_samples = self.config.batch_s * _sample_rate(self.classifier)
+        self.overlap_s = overlap_for(self.classifier.backbones)  # as decode_files used
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows: list[dict[str, Any]] = []
@@ -493,7 +460,7 @@ class ModelActor:
                                     message=f"embedding failed: {type(e).__name__}: {e}",
                                     traceback=traceback.format_exc())
             return [make_row(FileResult(failure.file, failure=failure), self.classifier)]
-        stitcher = Stitcher()
+        stitcher = Stitcher(self.overlap_s)
         rows = []
         for item, embeddings in embedded:
             result = stitcher.add(item, embeddings)
@@ -523,6 +490,7 @@ def _ray_session(address: str | None) -> Iterator[None]:
             log.info("Ray is already initialised in this process; %s is not used", address)
         yield
         return
+    _check_reachable(address)
     kwargs: dict[str, Any] = {"address": address, "logging_level": logging.WARNING}
     if address is None:
         kwargs["include_dashboard"] = False
@@ -535,6 +503,17 @@ def _ray_session(address: str | None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str | None, timeout_s: float = 10.0) -> None:
+    """Fails fast on a ``HOST:PORT`` nobody answers at: ``ray.init`` retries it for minutes."""
+    match = re.fullmatch(r"\[?([\w.:-]+?)\]?:(\d+)", address or "")
+    if match is None:  # None, "auto", "ray://...": Ray says quickly what is wrong
+        return
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConfigError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}") from e
 
 
 @contextmanager
