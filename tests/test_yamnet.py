@@ -353,3 +353,16 @@ def test_bad_sources(tmp_path: Path) -> None:
         YAMNetBackbone.load(str(tmp_path / "broken.tflite"), device="gpu")
     with pytest.raises(ConfigError, match="unknown yamnet options"):
         YAMNetBackbone.load(str(tmp_path / "broken.tflite"), batch=3)
+
+
+def test_interpreter_copies_give_the_same_embeddings(model_dir: Path) -> None:
+    """Several single-threaded interpreter copies (the default on several cores) share out the
+    calls of a batch and return them in order, equal to one interpreter's."""
+    one = YAMNetBackbone.load(str(model_dir), threads=1, replicas=1, pack=True)
+    two = YAMNetBackbone.load(str(model_dir), threads=2, replicas=2, pack=True, max_call_s=3)
+    assert len(two._runners) == 2 and len(one._runners) == 1
+    waves = [_noise(int(16000 * s), seed=i) for i, s in enumerate((0.3, 1.0, 2.5, 7.0, 4.2, 12.0))]
+    for a, b in zip(one.embed_batch(waves), two.embed_batch(waves), strict=True):
+        _assert_same(a, b)
+    with pytest.raises(ConfigError, match="replicas"):
+        YAMNetBackbone.load(str(model_dir), replicas=0)

@@ -155,7 +155,9 @@ class TrainConfig:
                  "--band-limit-prob", str(self.band_limit_prob),
                  "--band-limit-hz", str(self.band_limit_hz),
                  "--class-weight", self.class_weight,
-                 "--refit" if self.refit else "--no-refit", "--folds", str(self.folds)]
+                 "--folds", str(self.folds)]
+        if self.folds == 1:
+            args.append("--refit" if self.refit else "--no-refit")
         if self.pooling != "mean":
             args += ["--pooling", self.pooling]
         if self.name:

@@ -87,7 +87,9 @@ def render_report(*, config: TrainConfig, metrics: dict[str, Any],
     sets = metrics["sets"]
     test, band = sets["test"], sets["bandlimited_test"]
     data = metrics["data"]
-    lines = [f"# Head `{Path(config.out_dir).name}`: {config.backbone} + MLP", ""]
+    kind = (f"MLP {'-'.join(map(str, config.hidden))}" if config.hidden
+            else "linear softmax (MLP without hidden layer)")
+    lines = [f"# Head `{Path(config.out_dir).name}`: {config.backbone} + {kind}", ""]
     published = metrics.get("published_test_accuracy")
     lines += [
         f"Test accuracy **{test['accuracy']:.3f}**, macro-F1 **{test['macro_f1']:.3f}** "

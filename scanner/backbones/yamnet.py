@@ -63,13 +63,21 @@ class YAMNetBackbone(Backbone):
     window_s = 0.96
     hop_s = 0.48
 
-    def __init__(self, runner: _Runner, *, source: str, sha256: str | None,
+    def __init__(self, runner: _Runner | Sequence[_Runner], *, source: str, sha256: str | None,
                  score_names: tuple[str, ...] | None, max_call_s: float | None = None,
-                 pack: bool | None = None) -> None:
+                 pack: bool | None = None, replicas: int | None = None) -> None:
+        runners = list(runner) if isinstance(runner, Sequence) else [runner]
+        runner = runners[0]
         call_s = runner.call_s if max_call_s is None else max_call_s
         if call_s < 1.0:
             raise ConfigError(f"max_call_s must be >= 1 s, got {max_call_s}")
         self._runner = runner
+        self._runners = runners
+        self._pool = None
+        if len(runners) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(len(runners), thread_name_prefix="yamnet")
         self._source = source
         self._sha256 = sha256
         self.score_names = score_names
@@ -80,7 +88,7 @@ class YAMNetBackbone(Backbone):
     @classmethod
     def load(cls, source: str | None = None, *, device: str = "auto", threads: int | None = None,
              max_call_s: float | None = None, pack: bool | None = None,
-             **options: Any) -> YAMNetBackbone:
+             replicas: int | None = None, **options: Any) -> YAMNetBackbone:
         """Loads YAMNet from ``source``, or from ``SCANNER_MODEL_DIR`` then TF Hub when None.
 
         Args:
@@ -94,6 +102,10 @@ class YAMNetBackbone(Backbone):
                 15 s for TFLite, 60 s for TensorFlow, the faster choices measured).
             pack: Run several short clips in one call in :meth:`embed_batch` (None: where
                 it measured faster: TensorFlow, and TFLite on more than one thread).
+            replicas: TFLite only: copies of the interpreter, each on ``threads // replicas``
+                threads, run side by side from Python threads (``invoke`` releases the GIL).
+                None: one copy per thread, the faster choice measured on 2 cores
+                (single-threaded interpreters need no per-layer barriers).
 
         Raises:
             ModelNotFoundError: Nothing could be loaded; says what was tried.
@@ -102,7 +114,9 @@ class YAMNetBackbone(Backbone):
         if options:
             raise ConfigError(f"unknown yamnet options: {', '.join(sorted(options))}")
         rt.check_device(device)
-        settings = {"max_call_s": max_call_s, "pack": pack}
+        if replicas is not None and replicas < 1:
+            raise ConfigError(f"replicas must be >= 1, got {replicas}")
+        settings = {"max_call_s": max_call_s, "pack": pack, "replicas": replicas}
         if source is not None:
             return cls._from_source(str(source), device, threads, settings)
         tried = []
@@ -151,12 +165,18 @@ class YAMNetBackbone(Backbone):
             if device.startswith("cuda"):
                 log.warning("device=%s ignored: the TFLite YAMNet runs on the CPU; use a "
                             "SavedModel or the TF Hub model for the GPU", device)
-            runner: _Runner = rt.TFLiteRunner(path, threads=rt.default_threads(threads))
+            total = rt.default_threads(threads)
+            copies = settings.pop("replicas") or total
+            per_copy = max(1, total // copies)
+            runners = [rt.TFLiteRunner(path, threads=per_copy) for _ in range(copies)]
+            if settings["pack"] is None and copies > 1:
+                settings["pack"] = True  # replicas want few, large calls to share out
             class_map = path.with_name(rt.CLASS_MAP_CSV)
             names = rt.read_class_map(class_map if class_map.is_file() else None)
-            backbone = cls(runner, source=str(path), sha256=rt.file_sha256(path),
+            backbone = cls(runners, source=str(path), sha256=rt.file_sha256(path),
                            score_names=names, **settings)
         else:
+            settings.pop("replicas", None)  # TensorFlow runs its own thread pools
             device_name = rt.configure_tensorflow(device, threads)
             model = rt.load_saved_model(path)
             runner = rt.TFRunner(model, format="saved_model", device_name=device_name,
@@ -171,6 +191,7 @@ class YAMNetBackbone(Backbone):
     @classmethod
     def _from_hub(cls, handle: str, device: str, threads: int | None,
                   settings: dict[str, Any]) -> YAMNetBackbone:
+        settings.pop("replicas", None)
         device_name = rt.configure_tensorflow(device, threads)
         model, folder = rt.load_hub(handle)
         runner = rt.TFRunner(model, format="hub", device_name=device_name, what=handle)
@@ -207,12 +228,28 @@ class YAMNetBackbone(Backbone):
         :meth:`embed` of that waveform, patch for patch."""
         return self._run(waveforms, pack=self.pack)
 
+    def _invoke(self, calls: list, waves: list[NDArray[np.float32]]) -> list[rt.Outputs]:
+        """Runs the calls, shared out over the interpreter copies; results in call order."""
+        if self._pool is None or len(calls) < 2:
+            return [self._runner(call_input(call, waves)) for call in calls]
+        n = len(self._runners)
+
+        def work(i: int) -> list[rt.Outputs]:
+            # Each copy takes every n-th call, so no interpreter is used by two threads.
+            return [self._runners[i](call_input(c, waves)) for c in calls[i::n]]
+
+        per_copy = list(self._pool.map(work, range(n)))
+        out: list[rt.Outputs] = [None] * len(calls)  # type: ignore[list-item]
+        for i, results in enumerate(per_copy):
+            out[i::n] = results
+        return out
+
     def _run(self, waveforms: Sequence[NDArray[np.float32]], *, pack: bool) -> list[Embedding]:
         waves = [_as_waveform(w) for w in waveforms]
         parts: list[list[rt.Outputs]] = [[] for _ in waves]
-        for call in plan_calls([len(w) for w in waves], max_patches=self.max_patches,
-                               pack=pack):
-            scores, embeddings = self._runner(call_input(call, waves))
+        calls = list(plan_calls([len(w) for w in waves], max_patches=self.max_patches,
+                                pack=pack))
+        for call, (scores, embeddings) in zip(calls, self._invoke(calls, waves), strict=True):
             # The TFLite conversion computes its padding with a float32 reciprocal of the
             # hop, so for some lengths of exactly 15600 + k * 7680 samples it returns one
             # more patch than TF Hub's YAMNet: one that only re-reads the last patch's
