@@ -48,3 +48,16 @@ def test_command_replays_the_config() -> None:
     assert args[args.index("--hidden") + 1] == "32,16"
     assert args[args.index("--lr") + 1] == "0.001"
     assert args[args.index("--band-limit-prob") + 1] == "0.0"
+
+
+def test_command_names_folds_and_refit_only_when_it_applies() -> None:
+    single = shlex.split(TrainConfig("d", "o", refit=False).command())
+    assert "--no-refit" in single and single[single.index("--folds") + 1] == "1"
+    folds = shlex.split(TrainConfig("d", "o", folds=5, class_weight="none").command())
+    assert "--refit" not in folds and "--no-refit" not in folds
+    assert folds[folds.index("--folds") + 1] == "5"
+    assert folds[folds.index("--class-weight") + 1] == "none"
+    with pytest.raises(ConfigError):
+        TrainConfig("d", "o", folds=0)
+    with pytest.raises(ConfigError):
+        TrainConfig("d", "o", class_weight="heavy")

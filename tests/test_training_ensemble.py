@@ -12,7 +12,7 @@ from training.ensemble import cross_fit, forward, merge_networks
 
 def _member(rng: np.random.Generator, sizes: list[int]):
     return [(rng.standard_normal((o, i)).astype(np.float32),
-             rng.standard_normal(o).astype(np.float32)) for i, o in zip(sizes, sizes[1:])]
+             rng.standard_normal(o).astype(np.float32)) for i, o in zip(sizes, sizes[1:], strict=False)]
 
 
 @pytest.mark.parametrize("sizes", [[6, 3], [6, 5, 3], [6, 5, 4, 3]])

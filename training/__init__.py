@@ -2,9 +2,9 @@
 
 The stages, one module each::
 
-    dataset (labelled files + groups) -> split (grouped, stratified) -> features (embed, with
-    cache and the band-limited view) -> fit (PyTorch MLP) -> thresholds -> metrics -> plots,
-    report
+    dataset (labelled files + groups) -> split (grouped, stratified) -> features (embed,
+    with cache and the band-limited view: augment, cache) -> fit (PyTorch MLP; or ensemble:
+    K cross-fitted members merged into one MLP) -> metrics (and thresholds) -> plots, report
 
 :func:`training.train.train_head` runs them all from a :class:`training.config.TrainConfig`;
 ``scanner train`` is a thin layer over it. Importing this package imports no deep-learning
