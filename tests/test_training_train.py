@@ -177,3 +177,21 @@ def test_too_few_groups_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="split"):
         train_head(TrainConfig(str(tmp_path / "data"), str(tmp_path / "h"), backbone="fake",
                                cache_dir=str(tmp_path / "c"), workers=0), progress=False)
+
+
+def test_final_fit_uses_every_file_and_keeps_the_held_out_metrics(corpus: Path, tmp_path: Path):
+    common = dict(backbone="fake", cache_dir=str(tmp_path / "cache"), workers=0, folds=3,
+                  hidden=(32,), dropout=0.0, epochs=100, patience=20)
+    held = train_head(TrainConfig(str(corpus), str(tmp_path / "held"), **common), progress=False)
+    final = train_head(TrainConfig(str(corpus), str(tmp_path / "final"), final=True, **common),
+                       progress=False)
+    n_files = sum(1 for _ in corpus.rglob("*.wav"))
+    assert final.metrics["final_fit"]["files"] == n_files
+    assert "final_fit" not in held.metrics
+    # The evaluation is the same run; only the written head saw the test files too.
+    assert final.metrics["sets"]["test"] == held.metrics["sets"]["test"]
+    assert not np.allclose(final.head.layers[0][0], held.head.layers[0][0])
+    assert final.metrics["final_fit"]["out_of_fold_all_files"]["accuracy"] > 0.8
+    assert "--final" in final.head.extra["training"]["command"]
+    with pytest.raises(Exception, match="--final needs --folds"):
+        TrainConfig(str(corpus), str(tmp_path / "x"), final=True)

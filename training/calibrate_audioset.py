@@ -29,6 +29,10 @@ def _load_manifest(data_dir: Path) -> list[tuple[Path, str, str]]:
         return [(data_dir / r["file"], r["label"], r["group"]) for r in csv.DictReader(f)]
 
 
+def _per_class(values: np.ndarray) -> dict[str, float]:
+    return {c: float(v) for c, v in zip(CLASSES, values, strict=True)}
+
+
 def fit_thresholds(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fits ``[3, 2]`` diagonal weights and ``[3]`` biases (not_screaming fixed at 0)."""
     from scipy.optimize import minimize
@@ -102,9 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         fit_pred = (x @ w.T + b).argmax(axis=1)
         report[pooling] = {
             "cv_macro_f1": float(f1_score(y, cv_pred, average="macro")),
-            "cv_recall": dict(zip(CLASSES, map(float, recall_score(y, cv_pred, average=None)), strict=True)),
+            "cv_recall": _per_class(recall_score(y, cv_pred, average=None)),
             "fit_macro_f1": float(f1_score(y, fit_pred, average="macro")),
-            "fit_recall": dict(zip(CLASSES, map(float, recall_score(y, fit_pred, average=None)), strict=True)),
+            "fit_recall": _per_class(recall_score(y, fit_pred, average=None)),
         }
         heads[pooling] = (w, b)
         log.info("%s pooling: %s", pooling, report[pooling])

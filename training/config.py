@@ -59,6 +59,10 @@ class TrainConfig:
             cut into K grouped folds, member i trains on the others and early-stops on
             fold i, and the head averages the K members (every non-test file is
             validation once; the validation metrics are out-of-fold).
+        final: After the held-out evaluation, fit the written head again with the same
+            recipe on every labelled file, test included (needs ``folds > 1``: the folds
+            then cover all files and pick the epochs). The metrics, plots and report
+            describe the evaluated model; the head gains the data it was tested on.
         name: Head name; None: the output folder's name.
     """
 
@@ -86,6 +90,7 @@ class TrainConfig:
     class_weight: str = "balanced"
     refit: bool = True
     folds: int = 1
+    final: bool = False
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -111,6 +116,8 @@ class TrainConfig:
             raise ConfigError(f"pooling must be 'mean' or 'max', got {self.pooling!r}")
         if self.folds < 1:
             raise ConfigError(f"--folds must be >= 1, got {self.folds}")
+        if self.final and self.folds < 2:
+            raise ConfigError("--final needs --folds 2 or more (the folds choose the epochs)")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}, "
                               f"got {self.class_weight!r}")
@@ -158,6 +165,8 @@ class TrainConfig:
                  "--folds", str(self.folds)]
         if self.folds == 1:
             args.append("--refit" if self.refit else "--no-refit")
+        if self.final:
+            args.append("--final")
         if self.pooling != "mean":
             args += ["--pooling", self.pooling]
         if self.name:

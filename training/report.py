@@ -99,6 +99,7 @@ def render_report(*, config: TrainConfig, metrics: dict[str, Any],
         + (f" The published method reports {published:.3f} test accuracy." if published
            else ""), "",
         "Reproduce:", "", "```", config.command(), "```", "",
+        *_final_text(metrics),
         "## Metrics", "",
         *_table(["set", "accuracy", "macro-F1", "macro ROC-AUC", "macro AP", "files"],
                 overview_rows(metrics)), "",
@@ -135,6 +136,19 @@ def render_report(*, config: TrainConfig, metrics: dict[str, Any],
         lines += [f"- `{p}`: {why}" for p, why in sorted(metrics["failures"].items())]
         lines += [""]
     return "\n".join(lines)
+
+
+def _final_text(metrics: dict[str, Any]) -> list[str]:
+    """With ``--final``: what the written head was fitted on, and its out-of-fold scores."""
+    final = metrics.get("final_fit")
+    if not final:
+        return []
+    oof = final["out_of_fold_all_files"]
+    return [
+        f"**The written head was fitted again on all {final['files']} files** (`--final`, "
+        f"test included, same recipe); the metrics below describe the evaluated model. "
+        f"Out-of-fold over all files, the final recipe scores accuracy "
+        f"{oof['accuracy']:.3f}, macro-F1 {oof['macro_f1']:.3f}.", ""]
 
 
 def write_report(out_dir: str | Path, *, config: TrainConfig, metrics: dict[str, Any],

@@ -175,6 +175,17 @@ def _fit_folds(config: TrainConfig, x: dict[str, NDArray[np.float32]], y: NDArra
                   [m.best_epoch for m in cf.members], {"mode": "folds", **cf.summary()})
 
 
+def _fit_all(config: TrainConfig, x: dict[str, NDArray[np.float32]], y: NDArray[np.int64],
+             labels: list[str], groups: list[str], usable: NDArray[np.bool_],
+             n_classes: int) -> _Model:
+    """The same cross-fitting recipe over every usable file, test included (``--final``)."""
+    every = np.flatnonzero(usable)
+    folds = np.asarray(assign_folds([labels[i] for i in every], [groups[i] for i in every],
+                                    config.folds, seed=config.seed))
+    log.info("final fit on all %d files (%d folds)", len(every), config.folds)
+    return _fit_folds(config, x, y, every, folds, n_classes)
+
+
 def train_head(config: TrainConfig, *, progress: bool = True,
                backbone: Backbone | None = None) -> TrainResult:
     """Trains, evaluates and writes a head as ``config`` says.
@@ -270,6 +281,17 @@ def train_head(config: TrainConfig, *, progress: bool = True,
         "timing_s": {"embed": round(embed_s, 2), "fit": round(fit_s, 2)},
         "embedded": views.embedded,
     }
+    shipped = model
+    if config.final:
+        shipped = _fit_all(config, views.x, y, labels, groups, views.usable, len(classes))
+        thresholds = choose_thresholds(np.concatenate([y[shipped.val_rows]] * 2),
+                                       np.concatenate(list(shipped.val_proba.values())), classes)
+        metrics["final_fit"] = {
+            "files": int(len(shipped.val_rows)), **shipped.summary,
+            "out_of_fold_all_files": evaluate(y[shipped.val_rows],
+                                              shipped.val_proba[ORIGINAL], classes),
+        }
+        metrics["thresholds"] = thresholds
     out = Path(config.out_dir).expanduser()
     extra = {
         "training": {
@@ -282,7 +304,7 @@ def train_head(config: TrainConfig, *, progress: bool = True,
                     for name, m in evaluations.items() if name != "train"},
     }
     head = MLPHead(classes=classes, backbone_config={**backbone.identity, **backbone.config()},
-                   layers=model.layers, mean=model.mean, std=model.std,
+                   layers=shipped.layers, mean=shipped.mean, std=shipped.std,
                    pooling=config.pooling,  # type: ignore[arg-type]
                    thresholds=thresholds, name=config.name or out.resolve().name, extra=extra)
     head.save(out)

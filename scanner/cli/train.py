@@ -91,6 +91,9 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--refit/--no-refit", default=True, show_default=True,
               help="After early stopping picks the epoch count on validation, retrain on "
                    "train + validation for that many epochs (test stays held out).")
+@click.option("--final", is_flag=True,
+              help="After the held-out evaluation, fit the written head on every file, test "
+                   "included (needs --folds >= 2); the report keeps the held-out metrics.")
 @click.option("--folds", type=click.IntRange(min=1), default=1, show_default=True,
               help="K > 1: cross-fit K members on train + validation (each early-stopped on "
                    "its own grouped fold; --val and --refit unused) and average them.")
@@ -101,7 +104,7 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
           hidden: tuple[str, ...], dropout: float, weight_decay: float, epochs: int,
           patience: int, lr: float | None, batch_size: int, workers: int | None, device: str,
           band_limit_prob: float, band_limit_hz: int, pooling: str, class_weight: str,
-          refit: bool, folds: int, name: str | None) -> None:
+          refit: bool, final: bool, folds: int, name: str | None) -> None:
     """Train a head on a labelled folder: one subfolder per label (or --manifest).
 
     Embeds every clip with the frozen backbone (as-is and band-limited; cached, so a
@@ -128,7 +131,7 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
             hidden=parse_hidden(hidden), dropout=dropout, weight_decay=weight_decay,
             epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, workers=workers,
             device=device, band_limit_prob=band_limit_prob, band_limit_hz=band_limit_hz,
-            pooling=pooling, class_weight=class_weight, refit=refit, folds=folds,
+            pooling=pooling, class_weight=class_weight, refit=refit, folds=folds, final=final,
             name=name)
         result = train_head(config, progress=verbosity >= 0 and sys.stderr.isatty())
     except ScannerError as e:
