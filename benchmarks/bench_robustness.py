@@ -186,6 +186,13 @@ def _run_and_kill(args: list[str], out: Path, when: str) -> dict:
             "final_table_written": out.exists(), "orphaned_workers_1s_after_kill": orphans}
 
 
+def _models(table_path: Path) -> list:
+    import pyarrow.parquet as pq
+
+    meta = json.loads(pq.read_schema(table_path).metadata[b"scanner"])
+    return [meta["backbones"], meta["heads"]]
+
+
 def _check(out: Path, files: list[str], ref_out: Path | None) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
@@ -202,6 +209,8 @@ def _check(out: Path, files: list[str], ref_out: Path | None) -> dict:
     check["each_file_once"] = (check["rows"] == check["unique_paths"] == len(files)
                                and not check["missing"] and not check["unexpected"])
     if ref_out is not None:
+        # a head or model changed under the benchmark would show here, not as lost rows
+        check["same_models_as_reference"] = _models(out) == _models(ref_out)
         ref = pq.read_table(ref_out).to_pandas().set_index("path")
         got = table.drop_duplicates("path", keep="last").set_index("path").reindex(ref.index)
         probs = [c for c in ref.columns if c.startswith("prob_")]

@@ -26,6 +26,9 @@ class ScanConfig:
         max_duration_s: Only the first this-many seconds of each file are analysed.
         decode_timeout_s: A decode that takes longer is stopped and recorded as ``timeout``.
         resume: Skip files already in the output (same path, size and mtime).
+        cache: Also store each file's mean-pooled embeddings in the embedding cache that
+            ``scanner train`` reads, so a scanned folder trains without embedding again.
+        cache_dir: That cache's folder (None: the user cache folder).
         output_format: ``parquet`` or ``csv`` (None: from the output's suffix).
         segments: Also write time-stamped windows and events beside the output (None: not).
     """
@@ -48,6 +51,8 @@ class ScanConfig:
     max_duration_s: float | None = None
     decode_timeout_s: float | None = 300.0
     resume: bool = False
+    cache: bool = False
+    cache_dir: str | None = None
     output_format: str | None = None
     segments: SegmentConfig | None = None
 

@@ -158,6 +158,31 @@ class _EventSinks:
         self.events.finish(drop_paths=drop_paths)
 
 
+class _EmbeddingStore:
+    """``scan --cache``: files' pooled embeddings into the cache ``scanner train`` reads."""
+
+    def __init__(self, config: ScanConfig, classifier: Classifier) -> None:
+        from scanner.cache import EmbeddingCache
+
+        self.caches = {m.backbone.name: EmbeddingCache.for_backbone(config.cache_dir, m.backbone)
+                       for m in classifier.models}
+
+    def add(self, result: FileResult) -> None:
+        from scanner.cache import ORIGINAL_VIEW, file_digest
+        from scanner.heads.base import pool
+
+        if result.info is not None and result.info.truncated_to_s is not None:
+            return  # a cut file's embedding is not the file's
+        try:
+            digest = file_digest(result.file.path)
+            for name, cache in self.caches.items():
+                emb = result.embeddings[name]
+                cache.put(digest, ORIGINAL_VIEW, pool(emb.embeddings, cache.pooling),
+                          n_patches=emb.n_patches)
+        except OSError as e:
+            log.warning("%s: not cached: %s", result.file.path, e)
+
+
 RowSource = Callable[[list[AudioFile], ScanConfig, Classifier], Iterator[dict[str, Any]]]
 """How an engine turns the files still to do into rows (in any order; one row per file)."""
 
@@ -167,11 +192,14 @@ def local_rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier
     """The local engine's rows: decode worker processes, the models in this process."""
     from scanner.embed import embed_files
 
+    store = _EmbeddingStore(config, classifier) if config.cache else None
     for result in embed_files(todo, classifier.backbones, workers=config.workers,
                               batch_s=config.batch_s, part_s=config.part_s,
                               max_duration_s=config.max_duration_s,
                               decode_timeout_s=config.decode_timeout_s):
         row = make_row(result, classifier)
+        if store is not None and row["status"] == "ok":
+            store.add(result)
         if events is not None:
             events.add(result, row, classifier, config.segments)
         yield row

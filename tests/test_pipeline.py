@@ -88,3 +88,25 @@ def test_resume_skips_done_files(audio_folder, fake_head, tmp_path):
     assert first.files == 6 and second.files == 1 and second.skipped == 6
     paths = pq.read_table(out).column("path").to_pylist()
     assert len(paths) == 7 == len(set(paths))
+
+
+def test_scan_cache_lets_train_embed_nothing(tmp_path, fake_head):
+    """Files scanned with --cache train without being embedded again."""
+    from scanner.testing import chirp, noise, sine, write_audio
+    from training.config import TrainConfig
+    from training.train import train_head
+
+    data = tmp_path / "data"
+    for i in range(6):
+        d = 1.0 + 0.2 * i
+        write_audio(data / "tone" / f"t{i}.wav", sine(300 + 50 * i, d, 16000), 16000)
+        write_audio(data / "noise" / f"n{i}.wav", noise(d, 16000, seed=i), 16000)
+        write_audio(data / "chirp" / f"c{i}.wav", chirp(100, 3000, d, 16000), 16000)
+    cache = tmp_path / "cache"
+    scan([data], tmp_path / "r.parquet",
+         _config(fake_head, workers=0, cache=True, cache_dir=str(cache)))
+    assert len(list(cache.rglob("*.original.mean.npz"))) == 18
+    result = train_head(TrainConfig(str(data), str(tmp_path / "head"), backbone="fake",
+                                    cache_dir=str(cache), workers=0, folds=3, epochs=20,
+                                    band_limit_prob=0.0), progress=False)
+    assert result.embedded["original"] == 0

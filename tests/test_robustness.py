@@ -517,21 +517,27 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path, fake_head):
     assert _without_timing(rows) == _reference(folder, fake_head, tmp_path / "ref.parquet")
 
 
-@pytest.mark.xfail(strict=False, reason="DecodePool cancels its futures before shutting loky "
-                                        "down: loky's manager thread dies on InvalidStateError "
-                                        "(traceback on stderr, and at times a hang at exit)")
-def test_ctrl_c_prints_no_traceback(tmp_path, fake_head):
+@pytest.mark.xfail(strict=False, reason="DecodePool cancels queued futures before shutting "
+                                        "loky down: loky's manager thread dies (InvalidStateError) "
+                                        "without killing the workers, and exit hangs on a worker "
+                                        "blocked writing its result: see the report's patch")
+def test_ctrl_c_with_decodes_queued_exits_promptly_without_traceback(tmp_path, fake_head):
     folder = tmp_path / "in"
     _generated_folder(folder, 40, 1.0)
     out = tmp_path / "r.parquet"
     log = tmp_path / "stderr.txt"
+    # slow decoding, fast rows: when Ctrl-C comes, many decode tasks are still queued
     proc = _start(tmp_path, ["scan", str(folder), "-o", str(out), "--backbone", "fake", "--head",
                              str(fake_head), "--workers", "2", "--batch-seconds", "1"], log=log,
-                  row_delay_s=0.0,
-                  decode_delay_s=0.1)
+                  row_delay_s=0.0, decode_delay_s=0.1)
     _wait_for_rows(proc, out, at_least=4)
     os.kill(proc.pid, signal.SIGINT)
-    assert _reap(proc, timeout_s=15) == EXIT_INTERRUPTED  # it exits in about a second
+    deadline = time.monotonic() + 30
+    while "--resume" not in log.read_text() and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # once the resume hint is printed, exiting takes well under a second
+    assert _reap(proc, timeout_s=5) == EXIT_INTERRUPTED
     assert "Traceback" not in log.read_text(), log.read_text()
 
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from scanner.cache import ORIGINAL_VIEW
+
 SAMPLE_RATE_HZ = 16_000
-ORIGINAL = "original"
+ORIGINAL = ORIGINAL_VIEW
 """Name of the untransformed view (cache key and metrics label)."""
 
 

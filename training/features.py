@@ -15,10 +15,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
+from scanner.cache import EmbeddingCache, file_digest
 from scanner.heads.base import pool
 from scanner.records import AudioFile
 from training.augment import ORIGINAL
-from training.cache import EmbeddingCache, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Features:
 
 
 def digests(files: Sequence[AudioFile]) -> list[str]:
-    """Content digest of each file (see :func:`training.cache.file_digest`)."""
+    """Content digest of each file (see :func:`scanner.cache.file_digest`)."""
     return [file_digest(f.path) for f in files]
 
 

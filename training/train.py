@@ -21,10 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
+from scanner.cache import EmbeddingCache
 from scanner.errors import ConfigError
 from scanner.heads.mlp import MLPHead, softmax
 from training.augment import ORIGINAL, BandLimit
-from training.cache import EmbeddingCache, default_cache_dir
 from training.config import TrainConfig
 from training.dataset import Dataset, load_dataset
 from training.ensemble import cross_fit, forward
@@ -91,12 +91,7 @@ class _Model:
 
 
 def _cache_for(config: TrainConfig, backbone: Backbone) -> EmbeddingCache:
-    root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    identity = {**backbone.identity, "config": backbone.config()}
-    if identity.get("sha256"):
-        # The weights' checksum identifies the model; where the file lies does not matter.
-        identity.pop("source", None)
-    return EmbeddingCache(root, backbone=backbone.name, identity=identity, pooling=config.pooling)
+    return EmbeddingCache.for_backbone(config.cache_dir, backbone, pooling=config.pooling)
 
 
 def _load_backbone(config: TrainConfig) -> Backbone:

@@ -83,6 +83,11 @@ log = logging.getLogger("scanner")
 @click.option("--ray-address", metavar="ADDR",
               help="Ray cluster for --engine ray: auto, HOST:6379 or ray://HOST:10001 "
                    "(default: start a local Ray instance).")
+@click.option("--cache", is_flag=True,
+              help="Also store each file's embeddings in the cache 'scanner train' reads, so "
+                   "training on scanned files embeds nothing again.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Embedding cache folder (default: the user cache folder, scanner/embeddings).")
 @click.option("--resume", is_flag=True,
               help="Keep rows already in OUTPUT (or its committed parts) and scan only the rest.")
 @click.pass_context
@@ -94,8 +99,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          device: str, batch_s: float, max_duration_s: float | None,
          decode_timeout_s: float, segments: bool, window_s: float | None,
          hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
-         thresholds: tuple[str, ...], engine: str, ray_address: str | None,
-         resume: bool) -> None:
+         thresholds: tuple[str, ...], engine: str, ray_address: str | None, cache: bool,
+         cache_dir: Path | None, resume: bool) -> None:
     """Scan PATHS (folders, recursively, and files) and write one row per audio file.
 
     \b
@@ -130,7 +135,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         extensions=split_csv(extensions) or None, include=include, exclude=exclude,
         hidden=hidden, follow_symlinks=follow_symlinks, workers=workers, threads=threads,
         device=device, batch_s=batch_s, max_duration_s=max_duration_s,
-        decode_timeout_s=decode_timeout_s, resume=resume, output_format=output_format,
+        decode_timeout_s=decode_timeout_s, resume=resume, cache=cache,
+        cache_dir=str(cache_dir) if cache_dir else None, output_format=output_format,
         segments=segment_config)
     try:
         classifier = load_classifier(config)

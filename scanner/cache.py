@@ -25,6 +25,8 @@ from numpy.typing import NDArray
 log = logging.getLogger(__name__)
 
 _CHUNK_BYTES = 1 << 20
+ORIGINAL_VIEW = "original"
+"""The view of a file as decoded, with no augmentation."""
 
 
 def default_cache_dir() -> Path:
@@ -68,6 +70,21 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
         self.writes = 0
+
+    @classmethod
+    def for_backbone(cls, root: str | os.PathLike[str] | None, backbone: Any, *,
+                     pooling: str = "mean") -> EmbeddingCache:
+        """The cache of ``backbone``'s pooled embeddings under ``root`` (None: the default).
+
+        Shared by ``train`` and ``scan --cache``, so a scanned folder trains without
+        embedding again.
+        """
+        identity = {**backbone.identity, "config": backbone.config()}
+        if identity.get("sha256"):
+            # The weights' checksum identifies the model; where the file lies does not matter.
+            identity.pop("source", None)
+        return cls(root if root is not None else default_cache_dir(), backbone=backbone.name,
+                   identity=identity, pooling=pooling)
 
     def path(self, digest: str, view: str) -> Path:
         """Where the entry for a file digest and view lives."""

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from scanner.backbones.fake import FakeBackbone
+from scanner.cache import EmbeddingCache, file_digest
 from scanner.testing import noise, sine, write_audio
 from training.augment import ORIGINAL, BandLimit
-from training.cache import EmbeddingCache, file_digest
 from training.dataset import load_dataset
 from training.features import pooled_features
 
