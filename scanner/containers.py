@@ -21,11 +21,14 @@ class ContainerFacts:
         truncated: Why the container shows the file was cut, or None.
         held_s: Seconds of audio the file still holds, when cheaply known.
         claimed_s: The header's stated duration, when it states one exactly.
+        past_4gib_s: A WAV over 4 GiB whose 32-bit sizes are saturated (0xFFFFFFFF): the
+            seconds its data really holds. libsndfile stops reading at 4 GiB.
     """
 
     truncated: str | None = None
     held_s: float | None = None
     claimed_s: float | None = None
+    past_4gib_s: float | None = None
 
 
 def container_facts(path: Path, head: bytes, size_bytes: int) -> ContainerFacts:
@@ -56,6 +59,8 @@ def _wav_facts(path: Path, size_bytes: int) -> ContainerFacts:
             elif chunk == b"data":
                 available = size_bytes - pos - 8
                 slack = max(16, bytes_per_s // 100)  # a partial last frame is not worth failing
+                if length == 0xFFFFFFFF and available > length and bytes_per_s:
+                    return ContainerFacts(past_4gib_s=available / bytes_per_s)
                 if length in (0, 0xFFFFFFFF) or length <= available + slack or not bytes_per_s:
                     return ContainerFacts()
                 held, claimed = available / bytes_per_s, length / bytes_per_s

@@ -98,9 +98,12 @@ def _decode(task: DecodeTask, sample_rate_hz: int, start: float) -> DecodedClip 
         after = f" after {held:.1f} s" if held is not None else ""
         return _failure(task, "truncated", f"truncated{after} ({facts.truncated})", start)
 
+    decoders = DECODERS
+    if facts.past_4gib_s is not None:  # libsndfile would stop at 4 GiB and call it the end
+        decoders = tuple(d for d in DECODERS if d[0] != "soundfile") or DECODERS
     failures: list[tuple[str, ErrorKind, str]] = []
     traces: list[str] = []
-    for name, backend in DECODERS:
+    for name, backend in decoders:
         try:
             raw = backend(path, start_s=task.start_s, max_s=task.max_s,
                           sample_rate_hz=sample_rate_hz)
@@ -221,6 +224,15 @@ def probe_duration(path: str | os.PathLike[str]) -> float | None:
 
     Cheap: nothing is decoded. For MP3 without a Xing header the value is an estimate.
     """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            facts = container_facts(Path(path), head, os.stat(path).st_size)
+            if facts.past_4gib_s is not None:
+                return facts.past_4gib_s
+    except Exception:
+        pass
     try:
         import soundfile as sf
 

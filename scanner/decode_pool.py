@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -83,6 +84,15 @@ class DecodePool:
 
     def _restart(self) -> None:
         if self._executor is not None:
+            # First drop the tasks loky has not yet handed to a worker (as CPython's
+            # shutdown(cancel_futures=True) does): left queued, loky's manager thread looks
+            # them up after its kill_workers shutdown removed them, and dies on a KeyError.
+            work_ids = getattr(self._executor, "_work_ids", None)
+            while work_ids is not None:
+                try:
+                    work_ids.get_nowait()
+                except queue.Empty:
+                    break
             self._executor.shutdown(wait=False, kill_workers=True)
         self._executor = None
 
@@ -122,9 +132,13 @@ class DecodePool:
                     queue.popleft()
                     yield result
         finally:
-            for pending in queue:
-                if pending.future is not None:
-                    pending.future.cancel()
+            if queue:
+                # Stopped early (Ctrl-C, or the consumer closed the stream): kill the workers,
+                # which fails the queued futures. Not Future.cancel(): loky's manager thread
+                # then dies on set_exception() of a cancelled future before killing the
+                # workers, and interpreter exit waits forever on a worker blocked writing its
+                # result into a pipe nobody reads.
+                self._restart()
 
     def _wait(self, head: _Pending,
               queue: deque[_Pending]) -> DecodedClip | DecodeFailure | None:

@@ -316,12 +316,14 @@ def make_row(result: FileResult, classifier: Classifier) -> dict[str, Any]:
 def _resume_filter(files: list[AudioFile], previous: list[dict[str, Any]]
                    ) -> tuple[list[AudioFile], int, set[str]]:
     """Files still to do, how many are done, and earlier rows to replace (transient errors)."""
+    from scanner.rows import path_text
+
     done: dict[str, tuple[int, int, str | None]] = {
         r["path"]: (r["size_bytes"], r["mtime_ns"], r["error_kind"] if r["status"] == "error"
                     else None) for r in previous}
     todo, redo = [], set()
     for f in files:
-        key = str(f.path)
+        key = path_text(f.path)
         prev = done.get(key)
         if prev is not None and prev[:2] == (f.size_bytes, f.mtime_ns) \
                 and prev[2] not in TRANSIENT_ERRORS:

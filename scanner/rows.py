@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,28 @@ def arrow_schema(columns: dict[str, str], metadata: dict[str, str] | None = None
     return pa.schema([(name, types[t]) for name, t in columns.items()], metadata=metadata)
 
 
+def path_text(path: str | os.PathLike[str]) -> str:
+    """A path as the table's text: valid UTF-8, however the file system spells it.
+
+    POSIX names are bytes; one that is not UTF-8 (a Latin-1 name from an old disk) reaches
+    Python with surrogate escapes, which Arrow refuses. Its odd bytes are written as ``\\xNN``
+    so the row still names the file and ``--resume`` still recognises it.
+    """
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 def build_row(result: FileResult, prediction: Prediction | None, *, classes: Sequence[str],
               backbone: str, head: str, error: str | None = None,
               error_kind: str | None = None) -> dict[str, Any]:
     """The table row for one file. ``prediction`` is None for a file that failed."""
     info, failure = result.info, result.failure
     row: dict[str, Any] = {
-        "path": str(result.file.path),
+        "path": path_text(result.file.path),
         "status": "ok",
         "error": None,
         "error_kind": None,

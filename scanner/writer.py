@@ -92,6 +92,30 @@ def format_for(path: Path, fmt: str | None = None) -> str:
     return "parquet"
 
 
+def _newest_rows(tables: Sequence[Any], key: str) -> Any:
+    """Concatenates ``tables`` (oldest first), keeping each ``key``'s rows from the last table
+    that has it.
+
+    A run commits all of a file's rows (its row, its segments) in one part, so a path found in
+    a later table was redone there (a retried error or a changed file in a ``--resume`` run
+    that was itself interrupted, or a part committed twice on Ctrl-C): its earlier rows are
+    superseded, not kept beside the new ones.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.concat_tables(tables)
+    if key not in table.column_names or len(tables) < 2:
+        return table
+    generation = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+    codes = pc.dictionary_encode(table.column(key).combine_chunks()).indices.to_numpy(
+        zero_copy_only=False)
+    newest = np.full(codes.max(initial=-1) + 1, -1)
+    np.maximum.at(newest, codes, generation)
+    return table.filter(pa.array(generation == newest[codes]))
+
+
 def parts_dir(out: Path) -> Path:
     """The hidden folder of committed parts for output ``out``."""
     return out.with_name(f".{out.name}.parts")
@@ -123,7 +147,10 @@ class TableSink:
         elif self.parts.exists():
             shutil.rmtree(self.parts)
         self.parts.mkdir(parents=True, exist_ok=True)
-        self._n_parts = len(list(self.parts.glob("part-*.parquet")))
+        # after the highest number kept: a count reuses a dropped part's number and overwrites
+        # a later part
+        self._n_parts = max((int(p.stem.rsplit("-", 1)[1])
+                             for p in self.parts.glob("part-*.parquet")), default=0)
 
     def _read_previous(self) -> list[Any]:
         import pyarrow.parquet as pq
@@ -191,7 +218,7 @@ class TableSink:
             tables.append(t)
         tables += [pq.read_table(part) for part in sorted(self.parts.glob("part-*.parquet"))
                    if part.name not in self._resumed_parts]
-        table = pa.concat_tables(tables) if tables else self.schema.empty_table()
+        table = _newest_rows(tables, "path") if tables else self.schema.empty_table()
         table = table.replace_schema_metadata(self.schema.metadata)
         if self.sort_by and table.num_rows:
             table = table.take(pc.sort_indices(table, [(self.sort_by, "ascending")]))

@@ -204,8 +204,6 @@ def test_odd_names_round_trip_and_resume(tmp_path, fake_head, suffix):
     assert set(table.column("status").to_pylist()) == {"ok"}
 
 
-@pytest.mark.xfail(strict=True, reason="a file name that is not UTF-8 crashes the table writer "
-                                       "(pyarrow: surrogates not allowed): see the report's patch")
 def test_a_name_that_is_not_utf8_still_gets_its_row(tmp_path, fake_head):
     folder = tmp_path / "in"
     write_audio(folder / "fine.wav", sine(440, 1.0, SR), SR)
@@ -358,8 +356,6 @@ def test_verbose_logs_the_traceback_of_an_internal_error(tmp_path, fake_head, mo
         "raise ZeroDivisionError" in loud.output
 
 
-@pytest.mark.xfail(strict=True, reason="libsndfile stops at 4 GiB in a WAV whose sizes are "
-                                       "saturated, and the row says ok: see the report's patch")
 def test_a_wav_past_4_gib_is_read_to_its_end(tmp_path):
     from scanner.decode import plan_tasks, probe_duration
     from scanner.discover import discover
@@ -546,10 +542,6 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path, fake_head):
     assert _without_timing(rows) == _reference(folder, fake_head, tmp_path / "ref.parquet")
 
 
-@pytest.mark.xfail(strict=False, reason="DecodePool cancels queued futures before shutting "
-                                        "loky down: loky's manager thread dies (InvalidStateError) "
-                                        "without killing the workers, and exit hangs on a worker "
-                                        "blocked writing its result: see the report's patch")
 def test_ctrl_c_with_decodes_queued_exits_promptly_without_traceback(tmp_path, fake_head):
     folder = tmp_path / "in"
     _generated_folder(folder, 40, 1.0)
@@ -600,8 +592,6 @@ def test_sigkill_mid_scan_then_resume_gives_each_file_once(tmp_path, fake_head):
     assert _without_timing(rows) == _reference(folder, fake_head, tmp_path / "ref.parquet")
 
 
-@pytest.mark.xfail(strict=True, reason="an earlier row superseded in an interrupted --resume "
-                                       "run is kept beside the new one: see the report's patch")
 @pytest.mark.parametrize("why", ["transient error", "file changed"])
 def test_interrupted_resume_then_resume_keeps_one_row_per_file(tmp_path, fake_head,
                                                                monkeypatch, why):
@@ -650,9 +640,6 @@ def test_interrupted_resume_then_resume_keeps_one_row_per_file(tmp_path, fake_he
     assert f1["status"] == "ok" and f1["size_bytes"] == victim.stat().st_size
 
 
-@pytest.mark.xfail(strict=True, reason="a kill between writing the final table and removing "
-                                       "the parts doubles every row on --resume: see the "
-                                       "report's patch")
 def test_killed_while_removing_parts_then_resume_keeps_one_row_per_file(tmp_path, fake_head,
                                                                        monkeypatch):
     import scanner.writer
@@ -677,9 +664,6 @@ def test_killed_while_removing_parts_then_resume_keeps_one_row_per_file(tmp_path
     _each_once(out, files)
 
 
-@pytest.mark.xfail(strict=True, reason="after a torn part is dropped, the next part reuses a "
-                                       "kept part's number and overwrites it: see the report's "
-                                       "patch")
 def test_a_torn_part_loses_only_its_own_rows(tmp_path):
     from scanner.rows import arrow_schema, column_types
     from scanner.writer import TableSink
@@ -701,8 +685,6 @@ def test_a_torn_part_loses_only_its_own_rows(tmp_path):
     assert pq.read_table(out).column("path").to_pylist() == ["/a", "/b", "/c", "/d"]
 
 
-@pytest.mark.xfail(strict=True, reason="Ctrl-C outside the file loop gives Click's 'Aborted!' "
-                                       "and exit code 1: see the report's patch")
 @pytest.mark.parametrize("stage", ["loading the model", "writing the table"])
 def test_ctrl_c_outside_the_file_loop_is_exit_130(tmp_path, fake_head, monkeypatch, stage):
     import scanner.pipeline

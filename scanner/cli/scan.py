@@ -145,6 +145,9 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     except ScannerError as e:
         log.error("%s", e)
         ctx.exit(EXIT_LOAD_FAILED)
+    except KeyboardInterrupt:
+        log.warning("interrupted while loading the model: nothing was scanned")
+        ctx.exit(EXIT_INTERRUPTED)
 
     quiet = ctx.obj.get("verbosity", 0) < 0
     bar = _ProgressBar(disable=quiet)
@@ -161,6 +164,11 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         bar.close()
         log.error("%s", e)
         ctx.exit(EXIT_LOAD_FAILED)
+    except KeyboardInterrupt:  # outside the file loop: listing files, or writing the table
+        bar.close()
+        log.warning("interrupted; committed rows are kept. Continue with: "
+                    "scanner scan ... -o %s --resume", out)
+        ctx.exit(EXIT_INTERRUPTED)
     bar.close()
     click.echo(summary.line(), err=True)
     if summary.errors:
