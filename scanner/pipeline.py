@@ -196,7 +196,9 @@ def local_rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier
     for result in embed_files(todo, classifier.backbones, workers=config.workers,
                               batch_s=config.batch_s, part_s=config.part_s,
                               max_duration_s=config.max_duration_s,
-                              decode_timeout_s=config.decode_timeout_s):
+                              decode_timeout_s=config.decode_timeout_s,
+                              keep_scores=any(m.head.features == "scores"
+                                              for m in classifier.models)):
         row = make_row(result, classifier)
         if store is not None and row["status"] == "ok":
             store.add(result)
