@@ -162,9 +162,9 @@ class YAMNetBackbone(Backbone):
     def _from_local(cls, fmt: rt.Format, path: Path, device: str, threads: int | None,
                     settings: dict[str, Any]) -> YAMNetBackbone:
         if fmt == "tflite":
-            if device.startswith("cuda"):
-                log.warning("device=%s ignored: the TFLite YAMNet runs on the CPU; use a "
-                            "SavedModel or the TF Hub model for the GPU", device)
+            if device.startswith("cuda") or (device == "auto" and _nvidia_gpu_present()):
+                log.warning("device=%s: a GPU cannot run the TFLite YAMNet, which runs on the "
+                            "CPU; use a SavedModel or the TF Hub model for the GPU", device)
             total = rt.default_threads(threads)
             copies = settings.pop("replicas") or total
             per_copy = max(1, total // copies)
@@ -267,6 +267,12 @@ class YAMNetBackbone(Backbone):
             starts = np.arange(len(embeddings), dtype=np.float64) * self.hop_s
             out.append(Embedding(embeddings, starts, self.window_s, scores))
         return out
+
+
+def _nvidia_gpu_present() -> bool:
+    """Whether the NVIDIA driver lists a GPU (checked without importing a framework)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
 
 
 def _find_local(path: Path) -> tuple[rt.Format, Path] | None:
