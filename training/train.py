@@ -259,7 +259,10 @@ def train_head(config: TrainConfig, *, progress: bool = True,
     }
     summary = split_summary(labels, groups, splits, classes)
     data_info = {
-        "data_dir": str(dataset.root), "source": dataset.source, "files": len(labels),
+        "data_dir": config.data_dir,
+        # as the user gave it: an absolute path of the training machine means nothing elsewhere
+        "source": dataset.source.replace(str(dataset.root), config.data_dir.rstrip("/"), 1),
+        "files": len(labels),
         "groups": len(set(groups)), "per_label": dataset.counts(),
         "unusable_files": len(views.failures), "band_limit_view": band.name,
     }
