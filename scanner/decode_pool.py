@@ -40,6 +40,16 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _lower_priority() -> None:
+    """Decode workers yield the cores to the model: decoding runs several times faster than
+    the model and works ahead through the queue, so it fills the model's gaps instead of
+    slowing its calls."""
+    try:
+        os.nice(10)
+    except OSError:  # not permitted here: run at normal priority
+        pass
+
+
 def _decode_in_worker(task: DecodeTask, sample_rate_hz: int) -> DecodedClip | DecodeFailure:
     return decode_task(task, sample_rate_hz=sample_rate_hz)
 
@@ -79,7 +89,8 @@ class DecodePool:
             from joblib.externals.loky import get_reusable_executor
 
             self._executor = get_reusable_executor(
-                max_workers=self.workers, env=_WORKER_ENV, reuse=False, timeout=60)
+                max_workers=self.workers, env=_WORKER_ENV, reuse=False, timeout=60,
+                initializer=_lower_priority)
         return self._executor
 
     def _restart(self) -> None:

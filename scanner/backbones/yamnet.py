@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -232,16 +233,21 @@ class YAMNetBackbone(Backbone):
         """Runs the calls, shared out over the interpreter copies; results in call order."""
         if self._pool is None or len(calls) < 2:
             return [self._runner(call_input(call, waves)) for call in calls]
-        n = len(self._runners)
-
-        def work(i: int) -> list[rt.Outputs]:
-            # Each copy takes every n-th call, so no interpreter is used by two threads.
-            return [self._runners[i](call_input(c, waves)) for c in calls[i::n]]
-
-        per_copy = list(self._pool.map(work, range(n)))
         out: list[rt.Outputs] = [None] * len(calls)  # type: ignore[list-item]
-        for i, results in enumerate(per_copy):
-            out[i::n] = results
+        todo = iter(range(len(calls)))
+        lock = threading.Lock()
+
+        def work(runner: _Runner) -> None:
+            # Each copy takes the next call when it is free (one thread per copy, so no
+            # interpreter is used by two threads); a copy slowed by a busy core takes fewer.
+            while True:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                out[i] = runner(call_input(calls[i], waves))
+
+        list(self._pool.map(work, self._runners))
         return out
 
     def _run(self, waveforms: Sequence[NDArray[np.float32]], *, pack: bool) -> list[Embedding]:
