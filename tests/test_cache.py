@@ -8,24 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.backbones.fake import FakeBackbone
+from scanner.backbones.fake import CountingBackbone, FakeBackbone
 from scanner.cache import EmbeddingCache, file_digest
 from scanner.testing import noise, sine, write_audio
 from training.augment import ORIGINAL, BandLimit
 from training.dataset import load_dataset
 from training.features import pooled_features
-
-
-class CountingBackbone(FakeBackbone):
-    """The fake backbone, counting how many waveforms it embeds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def embed(self, waveform):
-        self.calls += 1
-        return super().embed(waveform)
 
 
 def _cache(root: Path, **identity) -> EmbeddingCache:

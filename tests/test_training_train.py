@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.backbones.fake import FakeBackbone
+from scanner.backbones.fake import CountingBackbone, FakeBackbone
 from scanner.heads.mlp import MLPHead
 from scanner.testing import chirp, noise, sine, write_audio
 from training.config import TrainConfig
@@ -37,16 +37,6 @@ def make_corpus(root: Path, *, recordings: int = 12, parts: int = 2, seed: int =
             for label, x in clips.items():
                 write_audio(root / label / f"{label}{rec}_{part}.wav", x, sr)
     return root
-
-
-class CountingBackbone(FakeBackbone):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def embed(self, waveform):
-        self.calls += 1
-        return super().embed(waveform)
 
 
 @pytest.fixture(scope="module")

@@ -48,3 +48,15 @@ class FakeBackbone(Backbone):
         feats = np.stack([np.log(b.mean(axis=1) + 1e-10) for b in bands], axis=1)
         starts = np.arange(n, dtype=np.float64) * self.hop_s
         return Embedding(feats.astype(np.float32), starts, self.window_s)
+
+
+class CountingBackbone(FakeBackbone):
+    """The fake backbone, counting the waveforms it embeds (tests of caching and reuse)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def embed(self, waveform: NDArray[np.float32]) -> Embedding:
+        self.calls += 1
+        return super().embed(waveform)
