@@ -125,7 +125,3 @@ class EmbeddingCache:
             raise
         self.writes += 1
         return path
-
-    def stats(self) -> dict[str, Any]:
-        return {"folder": str(self.folder), "hits": self.hits, "misses": self.misses,
-                "writes": self.writes}

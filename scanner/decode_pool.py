@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from queue import Empty
 
 from scanner.decode import decode_task
 from scanner.records import DecodedClip, DecodeFailure, DecodeTask
@@ -102,7 +102,7 @@ class DecodePool:
             while work_ids is not None:
                 try:
                     work_ids.get_nowait()
-                except queue.Empty:
+                except Empty:
                     break
             self._executor.shutdown(wait=False, kill_workers=True)
         self._executor = None

@@ -250,6 +250,20 @@ def test_unreadable_file_is_an_error_row_and_the_scan_goes_on(tmp_path, fake_hea
     assert rows["f0.wav"]["status"] == rows["f2.wav"]["status"] == "ok"
 
 
+def _deleting_after_discovery(victim):
+    """``discover`` as it is, but ``victim`` is deleted once the files are listed."""
+    import scanner.discover
+
+    real_discover = scanner.discover.discover
+
+    def discover_then_delete(*args, **kwargs):
+        files = real_discover(*args, **kwargs)
+        victim.unlink()
+        return files
+
+    return discover_then_delete
+
+
 def test_file_deleted_after_discovery_is_an_error_row_then_retried(tmp_path, fake_head,
                                                                    monkeypatch):
     import scanner.discover
@@ -260,13 +274,7 @@ def test_file_deleted_after_discovery_is_an_error_row_then_retried(tmp_path, fak
     victim = folder / "f2.wav"
     kept = victim.read_bytes()
     real_discover = scanner.discover.discover
-
-    def discover_then_delete(*args, **kwargs):
-        files = real_discover(*args, **kwargs)
-        victim.unlink()
-        return files
-
-    monkeypatch.setattr(scanner.discover, "discover", discover_then_delete)
+    monkeypatch.setattr(scanner.discover, "discover", _deleting_after_discovery(victim))
     out = tmp_path / "r.parquet"
     summary = scan([folder], out, _fake(fake_head, workers=1))
     rows = _by_name(pq.read_table(out).to_pylist())
@@ -605,15 +613,8 @@ def test_interrupted_resume_then_resume_keeps_one_row_per_file(tmp_path, fake_he
     out = tmp_path / "r.parquet"
     if why == "transient error":
         kept = victim.read_bytes()
-        real_discover = scanner.discover.discover
-
-        def discover_then_delete(*args, **kwargs):
-            files = real_discover(*args, **kwargs)
-            victim.unlink()
-            return files
-
         with monkeypatch.context() as m:
-            m.setattr(scanner.discover, "discover", discover_then_delete)
+            m.setattr(scanner.discover, "discover", _deleting_after_discovery(victim))
             scan([folder], out, _fake(fake_head, workers=0))
         victim.write_bytes(kept)
     else:
