@@ -37,8 +37,9 @@ def container_facts(path: Path, head: bytes, size_bytes: int) -> ContainerFacts:
         return _wav_facts(path, size_bytes)
     if head[:4] == b"OggS":
         return _ogg_facts(path, size_bytes)
-    claimed = _mp3_claimed_s(head)
-    return ContainerFacts(claimed_s=claimed)
+    if head[:4] in _NOT_MPEG:
+        return ContainerFacts()  # libsndfile reads their exact length from the header
+    return ContainerFacts(claimed_s=_mp3_claimed_s(head))
 
 
 def _wav_facts(path: Path, size_bytes: int) -> ContainerFacts:
@@ -89,6 +90,8 @@ def _ogg_facts(path: Path, size_bytes: int) -> ContainerFacts:
     return ContainerFacts()
 
 
+_NOT_MPEG = frozenset({b"fLaC", b"FORM", b"caff", b"riff", b"RF64", b"wvpk", b"MAC "})
+"""FLAC, AIFF, CAF, Wave64, RF64, WavPack and Monkey's Audio: no MP3 frame to look for."""
 _MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 
 
@@ -101,14 +104,15 @@ def _mp3_claimed_s(head: bytes) -> float | None:
             size = (size << 7) | (b & 0x7F)
         pos = 10 + size + (10 if head[5] & 0x10 else 0)
     end = min(len(head) - 4, pos + 8192)
-    while pos < end:
+    while True:  # the first frame header: a sync word, MPEG 1/2/2.5, layer III, a valid rate
+        pos = head.find(b"\xff", pos, end)
+        if pos < 0:
+            return None
         b1, b2, b3 = head[pos + 1], head[pos + 2], head[pos + 3]
         version, layer, rate_i = (b1 >> 3) & 3, (b1 >> 1) & 3, (b2 >> 2) & 3
-        if head[pos] == 0xFF and b1 & 0xE0 == 0xE0 and version != 1 and layer == 1 and rate_i != 3:
+        if b1 & 0xE0 == 0xE0 and version != 1 and layer == 1 and rate_i != 3:
             break
         pos += 1
-    else:
-        return None
     rate = _MPEG_RATES[version][rate_i]
     mono = (b3 >> 6) == 3
     per_frame = 1152 if version == 3 else 576

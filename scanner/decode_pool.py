@@ -54,6 +54,11 @@ def _decode_in_worker(task: DecodeTask, sample_rate_hz: int) -> DecodedClip | De
     return decode_task(task, sample_rate_hz=sample_rate_hz)
 
 
+def _boot() -> None:
+    """Run once per worker by :meth:`DecodePool.start`: the imports the first decode needs."""
+    import soundfile  # noqa: F401
+
+
 @dataclass
 class _Pending:
     task: DecodeTask
@@ -92,6 +97,18 @@ class DecodePool:
                 max_workers=self.workers, env=_WORKER_ENV, reuse=False, timeout=60,
                 initializer=_lower_priority)
         return self._executor
+
+    def start(self) -> DecodePool:
+        """Starts the worker processes now rather than at the first task.
+
+        Booting a worker (a new interpreter and its imports) takes a few tenths of a second:
+        started before the models load, the workers are ready when the first files come.
+        """
+        if self.workers:
+            executor = self._get_executor()
+            for _ in range(self.workers):
+                executor.submit(_boot)
+        return self
 
     def _restart(self) -> None:
         if self._executor is not None:

@@ -218,6 +218,16 @@ def decode_pyav(path: Path, *, start_s: float, max_s: float | None,
     except OSError as e:  # FFmpeg's errors are OSErrors; permission and missing files too
         kind = "io" if isinstance(e, (PermissionError, FileNotFoundError)) else "unsupported"
         raise DecodeError(str(e), kind=kind) from e
+    except av.error.FFmpegError as e:  # the rest, such as "not yet implemented in FFmpeg"
+        raise DecodeError(f"FFmpeg cannot open it: {e.strerror or e}", kind="unsupported") from e
+    try:
+        return _decode_container(container, start_s, max_s, sample_rate_hz)
+    except av.error.FFmpegError as e:
+        raise DecodeError(f"FFmpeg: {e.strerror or e}", kind="unsupported") from e
+
+
+def _decode_container(container: Any, start_s: float, max_s: float | None,
+                      sample_rate_hz: int) -> RawDecode:
     with container:
         if not container.streams.audio:
             others = sorted({s.type for s in container.streams})
@@ -277,7 +287,15 @@ class _PyavReader:
                 seek = False
         pos: int | None = None if seek else 0  # file position (frames) of the next sample
         bad = 0
-        for packet in self.container.demux(stream):
+        packets = self.container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as e:  # the demuxer gave up: the stream ends here
+                self.stopped_by = f"{e.strerror or e} (reading packets)"
+                return True
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as e:

@@ -9,7 +9,9 @@ calls), and the parts of a long file are stitched back together, so the consumer
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -21,6 +23,9 @@ from scanner.decode_pool import DecodePool
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask, Embedding
 
 log = logging.getLogger(__name__)
+
+IN_FLIGHT = 32
+"""Decode tasks queued ahead of the models (each at most one part of a long file)."""
 
 Transform = Callable[[NDArray[np.float32]], NDArray[np.float32]]
 
@@ -172,16 +177,17 @@ def _empty(backbone: Backbone) -> Embedding:
 def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
                 workers: int | None = None, batch_s: float = 60.0, max_batch_files: int = 256,
                 part_s: float = 120.0, max_duration_s: float | None = None,
-                decode_timeout_s: float | None = None, in_flight: int = 32,
+                decode_timeout_s: float | None = None, in_flight: int = IN_FLIGHT,
                 transform: Transform | None = None,
-                keep_scores: bool = True) -> Iterator[FileResult]:
+                keep_scores: bool = True, min_batch_s: float = 15.0,
+                pool: DecodePool | None = None) -> Iterator[FileResult]:
     """Yields one FileResult per file, in order, embedding with every backbone.
 
     Args:
         files: Files to read (see :func:`scanner.discover.discover`).
         backbones: Models to run; each decoded clip is decoded once and fed to all.
         workers: Decode processes (None: one per core; 0: decode in this process).
-        batch_s: Seconds of audio gathered before the models run.
+        batch_s: Seconds of audio gathered before the models run while they are busy.
         max_batch_files: Most clips per batch, however short they are.
         part_s: Long files are decoded and embedded in parts of this length.
         max_duration_s: Decode at most this much of each file.
@@ -190,6 +196,11 @@ def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
             while the current one runs, few enough to bound memory (parts are <= part_s).
         transform: Applied to each decoded 16 kHz waveform before embedding (augmentation).
         keep_scores: Keep the backbones' own class scores (only heads that read them need them).
+        min_batch_s: While the models are idle, a batch goes as soon as it holds this much
+            audio instead of waiting for ``batch_s`` (the first batch, or decoding behind).
+        pool: A decode pool already started (see :meth:`DecodePool.start`); it is closed
+            when the stream ends. None: one is made from ``workers``, ``decode_timeout_s``
+            and ``in_flight``.
     """
     if not backbones:
         raise ValueError("embed_files needs at least one backbone")
@@ -203,21 +214,92 @@ def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
     stitcher = Stitcher(overlap_s, keep_scores=keep_scores)
     batch: list[DecodedClip | DecodeFailure] = []
     samples = 0
+    # Batches go out early while the model has nothing to do, full-sized while it is busy.
+    early = min_batch_s * sample_rate_hz
 
-    def flush() -> Iterator[FileResult]:
-        for item, embs in embed_items(batch, backbones, transform):
+    def finished(done: list[tuple[DecodedClip | DecodeFailure, dict[str, Embedding] | None]]
+                 ) -> Iterator[FileResult]:
+        for item, embs in done:
             result = stitcher.add(item, embs)
             if result is not None:
                 yield result
-        batch.clear()
 
-    with DecodePool(workers=workers, sample_rate_hz=sample_rate_hz,
-                    timeout_s=decode_timeout_s, in_flight=in_flight) as pool:
+    if pool is None:
+        pool = DecodePool(workers=workers, sample_rate_hz=sample_rate_hz,
+                          timeout_s=decode_timeout_s, in_flight=in_flight)
+    elif pool.sample_rate_hz != sample_rate_hz:
+        pool.close()
+        raise ValueError(f"the decode pool makes {pool.sample_rate_hz} Hz audio, the backbones "
+                         f"want {sample_rate_hz} Hz")
+    with pool, ModelStage(backbones, transform) as stage:
         for item in pool.imap(tasks):
             batch.append(item)
             if isinstance(item, DecodedClip):
                 samples += len(item.waveform)
-            if samples >= batch_s * sample_rate_hz or len(batch) >= max_batch_files:
-                yield from flush()
-                samples = 0
-        yield from flush()
+            if samples >= batch_s * sample_rate_hz or len(batch) >= max_batch_files \
+                    or (samples >= early and stage.idle):
+                stage.submit(batch)
+                batch, samples = [], 0
+                while stage.queued > stage.threads:  # bounds the audio held in batches
+                    yield from finished(stage.next())
+            while stage.ready:
+                yield from finished(stage.next())
+        if batch:
+            stage.submit(batch)
+        while stage.queued:
+            yield from finished(stage.next())
+
+
+class ModelStage:
+    """Runs :func:`embed_items` on batches in background threads, results in batch order.
+
+    While the models embed one batch, the caller gathers the next from the decode pool and
+    turns the last one's results into rows, so the models never wait for that work. Up to
+    the backbones' ``concurrent_batches`` batches run at once (with YAMNet's interpreter
+    copies, the next batch's calls start while the last calls of one still run).
+    """
+
+    def __init__(self, backbones: Sequence[Backbone], transform: Transform | None = None
+                 ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.backbones = list(backbones)
+        self.transform = transform
+        self.threads = max(1, min(b.concurrent_batches for b in self.backbones))
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="embed")
+        self._queue: deque[Future] = deque()
+
+    def submit(self, batch: Sequence[DecodedClip | DecodeFailure]) -> None:
+        self._queue.append(self._executor.submit(embed_items, list(batch), self.backbones,
+                                                 self.transform))
+
+    @property
+    def queued(self) -> int:
+        """Batches submitted and not yet taken with :meth:`next`."""
+        return len(self._queue)
+
+    @property
+    def idle(self) -> bool:
+        """Whether a batch submitted now would start at once."""
+        return sum(not f.done() for f in self._queue) < self.threads
+
+    @property
+    def ready(self) -> bool:
+        """Whether :meth:`next` would return without waiting."""
+        return bool(self._queue) and self._queue[0].done()
+
+    def next(self) -> list[tuple[DecodedClip | DecodeFailure, dict[str, Embedding] | None]]:
+        """The oldest batch's results (waits for them; re-raises a model error)."""
+        return self._queue.popleft().result()
+
+    def close(self) -> None:
+        """Drops batches not yet started and waits for the running ones (a model that is not
+        thread-safe must be free again when this returns)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._queue.clear()
+
+    def __enter__(self) -> ModelStage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

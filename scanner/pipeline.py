@@ -22,6 +22,7 @@ from scanner.errors import ConfigError
 from scanner.records import AudioFile
 
 if TYPE_CHECKING:
+    from scanner.decode_pool import DecodePool
     from scanner.embed import FileResult
     from scanner.segments import SegmentConfig
 
@@ -188,12 +189,16 @@ RowSource = Callable[[list[AudioFile], ScanConfig, Classifier], Iterator[dict[st
 
 
 def local_rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier, *,
-               events: _EventSinks | None = None) -> Iterator[dict[str, Any]]:
-    """The local engine's rows: decode worker processes, the models in this process."""
+               events: _EventSinks | None = None,
+               pool: DecodePool | None = None) -> Iterator[dict[str, Any]]:
+    """The local engine's rows: decode worker processes, the models in this process.
+
+    ``pool``: decode workers already started (closed when the rows end); None starts them.
+    """
     from scanner.embed import embed_files
 
     store = _EmbeddingStore(config, classifier) if config.cache else None
-    for result in embed_files(todo, classifier.backbones, workers=config.workers,
+    for result in embed_files(todo, classifier.backbones, workers=config.workers, pool=pool,
                               batch_s=config.batch_s, part_s=config.part_s,
                               max_duration_s=config.max_duration_s,
                               decode_timeout_s=config.decode_timeout_s,
@@ -236,18 +241,26 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
     out = Path(out).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    files = discover(paths, extensions=config.extensions, include=config.include,
-                     exclude=config.exclude, hidden=config.hidden,
-                     follow_symlinks=config.follow_symlinks)
-    classifier = classifier or load_classifier(config)
-    schema = results_schema(config, classifier)
-    fmt = format_for(out, config.output_format)
-    sink = TableSink(out, schema, fmt=fmt, resume=config.resume)
-    events = _EventSinks(out, config, classifier, fmt) if config.segments is not None else None
-    todo, skipped, redo = _resume_filter(files, sink.previous_rows()) if config.resume \
-        else (files, 0, set())
-    if on_files:
-        on_files(len(todo))
+    # The local engine's decode workers boot while files are listed and the models load.
+    pool = _start_decode_pool(config, classifier) if rows is None else None
+    try:
+        files = discover(paths, extensions=config.extensions, include=config.include,
+                         exclude=config.exclude, hidden=config.hidden,
+                         follow_symlinks=config.follow_symlinks)
+        classifier = classifier or load_classifier(config)
+        schema = results_schema(config, classifier)
+        fmt = format_for(out, config.output_format)
+        sink = TableSink(out, schema, fmt=fmt, resume=config.resume)
+        events = _EventSinks(out, config, classifier, fmt) if config.segments is not None \
+            else None
+        todo, skipped, redo = _resume_filter(files, sink.previous_rows()) if config.resume \
+            else (files, 0, set())
+        if on_files:
+            on_files(len(todo))
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     counts = {"ok": 0, "error": 0}
     audio_s = 0.0
     pending: list[dict[str, Any]] = []
@@ -261,7 +274,7 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
         pending, committed = [], time.monotonic()
 
     source = rows(todo, config, classifier) if rows is not None \
-        else local_rows(todo, config, classifier, events=events)
+        else local_rows(todo, config, classifier, events=events, pool=pool)
     try:
         with closing(source):
             for row in source:
@@ -286,6 +299,25 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
         events.finish(drop_paths=redo)
     return ScanSummary(out, len(todo), counts["ok"], counts["error"], skipped, audio_s,
                        time.monotonic() - start)
+
+
+def _start_decode_pool(config: ScanConfig, classifier: Classifier | None) -> DecodePool | None:
+    """Decode workers for the local engine, booting now; None if the rate is not yet known."""
+    from scanner.backbones import BACKBONES
+    from scanner.decode_pool import DecodePool
+    from scanner.embed import IN_FLIGHT
+
+    if classifier is not None:
+        rates = {b.sample_rate_hz for b in classifier.backbones}
+    else:
+        try:
+            rates = {BACKBONES.get(name).sample_rate_hz for name in config.backbones}
+        except Exception:  # noqa: BLE001 - an unknown backbone: load_classifier says so
+            return None
+    if len(rates) != 1:
+        return None  # embed_files explains
+    return DecodePool(workers=config.workers, sample_rate_hz=rates.pop(),
+                      timeout_s=config.decode_timeout_s, in_flight=IN_FLIGHT).start()
 
 
 def make_row(result: FileResult, classifier: Classifier) -> dict[str, Any]:

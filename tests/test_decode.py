@@ -424,3 +424,56 @@ def test_fuzzed_bytes_never_raise(sample: tuple[str, bytes]) -> None:
         assert np.isfinite(out.waveform).all() and np.abs(out.waveform).max(initial=0) <= 1.0
     else:
         assert out.message and out.kind != "internal", (out.message, out.traceback)
+
+
+@pytest.mark.parametrize("where", ["open", "demux"])
+def test_an_ffmpeg_error_of_any_kind_is_not_called_a_bug(tmp_path: Path, monkeypatch,
+                                                         where: str) -> None:
+    """FFmpeg errors that are not OSErrors (the fuzz test met "Not yet implemented in FFmpeg,
+    patches welcome" on a mangled MP3) are a property of the file, not an internal error."""
+    import av
+
+    from scanner import decoders
+
+    error = av.error.PatchWelcomeError(-1163346256, "Not yet implemented in FFmpeg, patches "
+                                       "welcome", "x.mp3")
+    path = tmp_path / "x.mp3"
+    path.write_bytes(b"\x00" * 4096)  # libsndfile rejects it, so FFmpeg is tried
+    real_open = av.open
+
+    def failing_open(*args, **kwargs):
+        if where == "open":
+            raise error
+        container = real_open(*args, **kwargs)
+
+        def demux(*a, **k):
+            raise error
+            yield  # a generator, as PyAV's
+
+        return _Wrapped(container, demux)
+
+    monkeypatch.setattr(av, "open", failing_open)
+    if where == "demux":
+        write_audio(path.with_suffix(".wav"), sine(440, 1.0, 16000), 16000)
+        path = path.with_suffix(".wav")
+        monkeypatch.setattr(decode_mod, "DECODERS", (("pyav", decoders.decode_pyav),))
+    result = decode_task(DecodeTask(AudioFile(path, path.stat().st_size, 0)))
+    assert isinstance(result, DecodeFailure)
+    assert result.kind != "internal" and result.traceback is None
+    assert "patches welcome" in " ".join(result.details) or "patches welcome" in result.message
+
+
+class _Wrapped:
+    """A PyAV container whose demuxer is replaced."""
+
+    def __init__(self, container, demux) -> None:
+        self._container, self.demux = container, demux
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._container.close()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from scanner.decode import decode_task
 from scanner.decode_pool import DecodePool
@@ -72,3 +73,39 @@ def test_in_process_mode_uses_the_real_decoder(tmp_path):
         (result,) = list(pool.imap([task]))
     assert isinstance(result, DecodeFailure) and result.kind == "empty"
     assert decode_task(task).kind == "empty"
+
+
+def test_started_workers_are_running_before_the_first_task(tmp_path):
+    pool = DecodePool(workers=2, decode=_faulty).start()
+    try:
+        processes = pool._executor._processes
+        deadline = time.monotonic() + 30
+        while len(processes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(processes) == 2  # booted before any file was submitted
+        names = [f"f{i}.wav" for i in range(5)]
+        assert [r.task.file.path.name for r in pool.imap(_tasks(tmp_path, names))] == names
+    finally:
+        pool.close()
+    assert DecodePool(workers=0).start()._executor is None  # in-process decoding: nothing to start
+
+
+def test_scan_closes_its_started_pool_when_the_models_fail_to_load(tmp_path, monkeypatch):
+    from scanner.config import ScanConfig
+    from scanner.errors import ScannerError
+    from scanner.pipeline import scan
+
+    closed = []
+    real_close = DecodePool.close
+
+    def close(self):
+        closed.append(self._executor is not None)
+        real_close(self)
+
+    monkeypatch.setattr(DecodePool, "close", close)
+    (tmp_path / "in").mkdir()
+    config = ScanConfig(backbones=("fake",), heads={"fake": str(tmp_path / "no-such-head")},
+                        workers=2)
+    with pytest.raises(ScannerError):
+        scan([tmp_path / "in"], tmp_path / "r.parquet", config)
+    assert closed == [True]  # the workers started for the scan were stopped

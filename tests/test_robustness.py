@@ -318,6 +318,7 @@ def test_a_crash_or_a_hang_costs_only_its_file(tmp_path, fake_head, monkeypatch)
             super().__init__(decode=_faulty_decode, **kw)
 
     monkeypatch.setattr(scanner.embed, "DecodePool", FaultyPool)
+    monkeypatch.setattr(scanner.decode_pool, "DecodePool", FaultyPool)  # started by scan()
     out = tmp_path / "r.parquet"
     start = time.monotonic()
     summary = scan([folder], out, _fake(fake_head, workers=2, decode_timeout_s=3.0))
@@ -431,6 +432,7 @@ def test_max_duration_cuts_a_file_decoded_in_parts(tmp_path):
 # already committed (and, with a decode delay, with decode tasks still queued).
 _SLOW_SCANNER = """
 import sys, time
+import scanner.decode_pool
 import scanner.embed
 import scanner.pipeline as pipeline
 from scanner.decode import decode_task
@@ -449,7 +451,7 @@ class SlowPool(DecodePool):
     def __init__(self, **kw):
         super().__init__(decode=slow_decode, **kw)
 if decode_delay_s:
-    scanner.embed.DecodePool = SlowPool
+    scanner.embed.DecodePool = scanner.decode_pool.DecodePool = SlowPool
 from scanner.cli import main
 sys.argv = ["scanner", *sys.argv[4:]]
 main()

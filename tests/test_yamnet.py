@@ -25,6 +25,7 @@ from scanner.backbones.yamnet_frames import (
     padded_samples,
     plan_calls,
 )
+from scanner.backbones.yamnet_split import SplitRunner
 from scanner.errors import ConfigError, ModelNotFoundError
 
 SR = 16_000
@@ -133,7 +134,11 @@ def test_tflite_loads_from_path_and_from_model_dir(tflite: YAMNetBackbone, model
     assert from_env.identity == tflite.identity
     from_folder = YAMNetBackbone.load(str(model_dir), threads=2)  # laid out like the env's
     assert from_folder.identity["source"] == str(tflite_path)
-    assert from_folder.pack and not tflite.pack  # packing pays on 2 threads, not on 1
+    # Cut at its patch tensor, the model's front end packs clips on any number of threads;
+    # whole, packing (2 wasted patches per clip) only pays on more than one thread.
+    assert isinstance(tflite._runner, SplitRunner) and tflite.pack and from_folder.pack
+    whole = YAMNetBackbone.load(str(model_dir), threads=1, split=False)
+    assert not isinstance(whole._runner, SplitRunner) and not whole.pack
 
 
 def test_tflite_shapes_and_times(tflite: YAMNetBackbone) -> None:
@@ -170,19 +175,33 @@ def test_tflite_padding_matches_the_models_own(tflite: YAMNetBackbone) -> None:
         np.testing.assert_array_equal(emb.scores, scores[:emb.n_patches])
 
 
-def test_tflite_batch_equals_one_by_one(tflite: YAMNetBackbone, monkeypatch) -> None:
+def test_tflite_batch_equals_one_by_one(tflite: YAMNetBackbone, model_dir: Path,
+                                       monkeypatch) -> None:
+    """Many clips in one batch give each clip the patches of one whole-model call on it alone:
+    packed into long waveforms for the whole model, and through the cut model (front end on
+    packed waveforms, network on the patches gathered from every clip)."""
     waves = [_noise(n, i) for i, n in enumerate(LENGTHS)] + [_tone(2.5)]
-    singles = [tflite.embed(w) for w in waves]
-    assert not tflite.pack  # one-thread TFLite does not pack by default; force it
-    monkeypatch.setattr(tflite, "pack", True)
-    packed = tflite.embed_batch(waves)
-    assert len(packed) == len(waves)
-    for one, many in zip(singles, packed, strict=True):
+    whole = YAMNetBackbone.load(str(model_dir / "yamnet" / "yamnet.tflite"), threads=1,
+                                split=False)
+    singles = [whole.embed(w) for w in waves]  # the obvious way: one clip, one model call
+    assert isinstance(tflite._runner, SplitRunner) and tflite.pack
+    for name, batch in [("cut, packed", tflite.embed_batch(waves)),
+                        ("cut, one by one", [tflite.embed(w) for w in waves])]:
+        assert len(batch) == len(waves), name
+        for one, many in zip(singles, batch, strict=True):
+            _assert_same(one, many)
+    assert not whole.pack  # one-thread whole TFLite does not pack by default; force it
+    monkeypatch.setattr(whole, "pack", True)
+    for one, many in zip(singles, whole.embed_batch(waves), strict=True):
         _assert_same(one, many)
 
 
-def test_tflite_long_clip_in_chunks_equals_one_call(tflite: YAMNetBackbone) -> None:
-    x = _noise(180 * SR, 7)  # 3 minutes
+def test_tflite_long_clip_in_chunks_equals_one_call(tflite: YAMNetBackbone,
+                                                    model_dir: Path) -> None:
+    x = _noise(180 * SR, 7)  # 3 minutes: the cut model runs it in two groups of calls
+    whole_model = YAMNetBackbone.load(str(model_dir / "yamnet" / "yamnet.tflite"), threads=1,
+                                      split=False)
+    _assert_same(tflite.embed(x), whole_model.embed(x))
     one_call = YAMNetBackbone(tflite._runner, source="x", sha256=None, score_names=None,
                               max_call_s=200.0)
     whole = one_call.embed(x)
@@ -360,9 +379,41 @@ def test_interpreter_copies_give_the_same_embeddings(model_dir: Path) -> None:
     calls of a batch and return them in order, equal to one interpreter's."""
     one = YAMNetBackbone.load(str(model_dir), threads=1, replicas=1, pack=True)
     two = YAMNetBackbone.load(str(model_dir), threads=2, replicas=2, pack=True, max_call_s=3)
-    assert len(two._runners) == 2 and len(one._runners) == 1
+    assert two._replicas.size == 2 and one._replicas is None
+    assert (one.concurrent_batches, two.concurrent_batches) == (1, 2)
     waves = [_noise(int(16000 * s), seed=i) for i, s in enumerate((0.3, 1.0, 2.5, 7.0, 4.2, 12.0))]
-    for a, b in zip(one.embed_batch(waves), two.embed_batch(waves), strict=True):
+    expected = one.embed_batch(waves)
+    for a, b in zip(expected, two.embed_batch(waves), strict=True):
         _assert_same(a, b)
+    # Batches submitted at once from several threads share the copies' queue: each still
+    # gets its own clips' patches, in order.
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [waves[k:] + waves[:k] for k in range(4)]
+    with ThreadPoolExecutor(4) as threads:
+        results = list(threads.map(two.embed_batch, batches))
+    for k, result in enumerate(results):
+        for a, b in zip(expected[k:] + expected[:k], result, strict=True):
+            _assert_same(a, b)
     with pytest.raises(ConfigError, match="replicas"):
         YAMNetBackbone.load(str(model_dir), replicas=0)
+
+
+def test_the_cut_model_is_checked_against_the_whole_one(model_dir: Path, monkeypatch,
+                                                        caplog) -> None:
+    """A model that cannot be cut, or whose halves disagree with it, runs whole."""
+    from scanner.backbones import yamnet_split
+
+    assert yamnet_split.split_yamnet(b"not a TFLite model") is None
+    real = yamnet_split.SplitRunner.__call__
+
+    def off_by_a_bit(self, waveform):
+        scores, embeddings = real(self, waveform)
+        return scores, embeddings + 0.01
+
+    monkeypatch.setattr(yamnet_split.SplitRunner, "__call__", off_by_a_bit)
+    with caplog.at_level("WARNING"):
+        backbone = YAMNetBackbone.load(str(model_dir / "yamnet" / "yamnet.tflite"), threads=1)
+    assert not isinstance(backbone._runner, SplitRunner)
+    assert "does not match the whole model" in caplog.text
+    assert backbone.embed(_noise(3 * SR, 1)).n_patches == 6

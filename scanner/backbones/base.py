@@ -23,6 +23,9 @@ class Backbone(ABC):
         hop_s: Step between patches.
         score_names: Names of the model's own class scores (YAMNet's 521 AudioSet
             classes), or None when it has none.
+        concurrent_batches: How many :meth:`embed_batch` calls may run at once from
+            different threads (1: one at a time). More lets the next batch start while
+            the last calls of one still run.
     """
 
     name: ClassVar[str]
@@ -31,6 +34,7 @@ class Backbone(ABC):
     window_s: float
     hop_s: float
     score_names: tuple[str, ...] | None = None
+    concurrent_batches: int = 1
 
     @classmethod
     @abstractmethod

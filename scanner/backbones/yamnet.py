@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,14 +21,18 @@ from numpy.typing import NDArray
 from scanner.backbones import register_backbone
 from scanner.backbones import yamnet_runtime as rt
 from scanner.backbones.base import Backbone
+from scanner.backbones.replicas import Replicas
 from scanner.backbones.sources import MODEL_DIR_ENV, hub_offline, model_dir
 from scanner.backbones.yamnet_frames import (
     MIN_SAMPLES,
     PATCH_HOP_SAMPLES,
     SAMPLE_RATE_HZ,
+    Call,
     call_input,
+    n_patches,
     plan_calls,
 )
+from scanner.backbones.yamnet_split import SplitRunner, load_split, patch_view
 from scanner.errors import ConfigError, ModelNotFoundError, ScannerError
 from scanner.records import Embedding
 
@@ -39,6 +43,8 @@ TFLITE_NAME = "yamnet.tflite"
 SAVED_MODEL_NAME = "saved_model"
 HOW_TO_POINT = (f"Set {MODEL_DIR_ENV}=/path/to/models with yamnet/{TFLITE_NAME} (or "
                 f"yamnet/{SAVED_MODEL_NAME}/) inside, or pass --model PATH.")
+SPLIT_GROUP_S = 120.0
+"""Audio whose log-mel patches the cut model holds at once (about 6 MB per 120 s)."""
 # Hub-style ids such as "google/yamnet/1" (owner/name/version) mean tfhub.dev.
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)+/\d+$")
 
@@ -73,12 +79,9 @@ class YAMNetBackbone(Backbone):
         if call_s < 1.0:
             raise ConfigError(f"max_call_s must be >= 1 s, got {max_call_s}")
         self._runner = runner
-        self._runners = runners
-        self._pool = None
-        if len(runners) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(len(runners), thread_name_prefix="yamnet")
+        self._replicas = Replicas(runners, name="yamnet") if len(runners) > 1 else None
+        # Batches share the copies' queue, so the next batch may be submitted while one runs.
+        self.concurrent_batches = 2 if self._replicas is not None else 1
         self._source = source
         self._sha256 = sha256
         self.score_names = score_names
@@ -89,7 +92,8 @@ class YAMNetBackbone(Backbone):
     @classmethod
     def load(cls, source: str | None = None, *, device: str = "auto", threads: int | None = None,
              max_call_s: float | None = None, pack: bool | None = None,
-             replicas: int | None = None, **options: Any) -> YAMNetBackbone:
+             replicas: int | None = None, split: bool | None = None,
+             **options: Any) -> YAMNetBackbone:
         """Loads YAMNet from ``source``, or from ``SCANNER_MODEL_DIR`` then TF Hub when None.
 
         Args:
@@ -107,6 +111,10 @@ class YAMNetBackbone(Backbone):
                 threads, run side by side from Python threads (``invoke`` releases the GIL).
                 None: one copy per thread, the faster choice measured on 2 cores
                 (single-threaded interpreters need no per-layer barriers).
+            split: TFLite only: run the model as two halves, the log-mel front end on packed
+                waveforms and the patch network on the patches clips need (see
+                :mod:`scanner.backbones.yamnet_split`). None: where the file can be cut and
+                the halves match the whole model on a test input; False: never.
 
         Raises:
             ModelNotFoundError: Nothing could be loaded; says what was tried.
@@ -117,7 +125,7 @@ class YAMNetBackbone(Backbone):
         rt.check_device(device)
         if replicas is not None and replicas < 1:
             raise ConfigError(f"replicas must be >= 1, got {replicas}")
-        settings = {"max_call_s": max_call_s, "pack": pack, "replicas": replicas}
+        settings = {"max_call_s": max_call_s, "pack": pack, "replicas": replicas, "split": split}
         if source is not None:
             return cls._from_source(str(source), device, threads, settings)
         tried = []
@@ -169,8 +177,13 @@ class YAMNetBackbone(Backbone):
             total = rt.default_threads(threads)
             copies = settings.pop("replicas") or total
             per_copy = max(1, total // copies)
-            runners = [rt.TFLiteRunner(path, threads=per_copy) for _ in range(copies)]
-            if settings["pack"] is None and copies > 1:
+            split = load_split(path) if settings.pop("split") is not False else None
+            if split is not None:
+                runners: list[_Runner] = [SplitRunner(split, threads=per_copy, what=str(path))
+                                          for _ in range(copies)]
+            else:
+                runners = [rt.TFLiteRunner(path, threads=per_copy) for _ in range(copies)]
+            if settings["pack"] is None and (copies > 1 or split is not None):
                 settings["pack"] = True  # replicas want few, large calls to share out
             class_map = path.with_name(rt.CLASS_MAP_CSV)
             names = rt.read_class_map(class_map if class_map.is_file() else None)
@@ -178,6 +191,7 @@ class YAMNetBackbone(Backbone):
                            score_names=names, **settings)
         else:
             settings.pop("replicas", None)  # TensorFlow runs its own thread pools
+            settings.pop("split", None)
             device_name = rt.configure_tensorflow(device, threads)
             model = rt.load_saved_model(path)
             runner = rt.TFRunner(model, format="saved_model", device_name=device_name,
@@ -193,6 +207,7 @@ class YAMNetBackbone(Backbone):
     def _from_hub(cls, handle: str, device: str, threads: int | None,
                   settings: dict[str, Any]) -> YAMNetBackbone:
         settings.pop("replicas", None)
+        settings.pop("split", None)
         device_name = rt.configure_tensorflow(device, threads)
         model, folder = rt.load_hub(handle)
         runner = rt.TFRunner(model, format="hub", device_name=device_name, what=handle)
@@ -229,33 +244,36 @@ class YAMNetBackbone(Backbone):
         :meth:`embed` of that waveform, patch for patch."""
         return self._run(waveforms, pack=self.pack)
 
-    def _invoke(self, calls: list, waves: list[NDArray[np.float32]]) -> list[rt.Outputs]:
-        """Runs the calls, shared out over the interpreter copies; results in call order."""
-        if self._pool is None or len(calls) < 2:
-            return [self._runner(call_input(call, waves)) for call in calls]
-        out: list[rt.Outputs] = [None] * len(calls)  # type: ignore[list-item]
-        todo = iter(range(len(calls)))
-        lock = threading.Lock()
-
-        def work(runner: _Runner) -> None:
-            # Each copy takes the next call when it is free (one thread per copy, so no
-            # interpreter is used by two threads); a copy slowed by a busy core takes fewer.
-            while True:
-                with lock:
-                    i = next(todo, None)
-                if i is None:
-                    return
-                out[i] = runner(call_input(calls[i], waves))
-
-        list(self._pool.map(work, self._runners))
-        return out
+    def _map(self, jobs: list[Callable[[Any], Any]]) -> list[Any]:
+        """Runs ``job(runner)`` for each job, shared out over the copies; results in job order."""
+        if self._replicas is None:
+            return [job(self._runner) for job in jobs]
+        # Each copy takes the next job when it is free: a copy slowed by a busy core takes
+        # fewer, and a copy done with this batch already starts on the next one's jobs.
+        # Never run a copy here: its own thread may be using it for another batch.
+        return self._replicas.map(jobs)
 
     def _run(self, waveforms: Sequence[NDArray[np.float32]], *, pack: bool) -> list[Embedding]:
         waves = [_as_waveform(w) for w in waveforms]
+        if not waves:
+            return []
+        calls = plan_calls([len(w) for w in waves], max_patches=self.max_patches, pack=pack)
+        if isinstance(self._runner, SplitRunner):
+            outputs = self._run_split(calls, waves)
+        else:
+            outputs = self._run_whole(calls, waves)
+        out = []
+        for scores, embeddings in outputs:
+            starts = np.arange(len(embeddings), dtype=np.float64) * self.hop_s
+            out.append(Embedding(embeddings, starts, self.window_s, scores))
+        return out
+
+    def _run_whole(self, calls: list[Call], waves: list[NDArray[np.float32]]
+                   ) -> list[rt.Outputs]:
+        """Each call's waveform through the whole model; each clip's rows, in clip order."""
         parts: list[list[rt.Outputs]] = [[] for _ in waves]
-        calls = list(plan_calls([len(w) for w in waves], max_patches=self.max_patches,
-                                pack=pack))
-        for call, (scores, embeddings) in zip(calls, self._invoke(calls, waves), strict=True):
+        results = self._map([partial(_whole, call, waves) for call in calls])
+        for call, (scores, embeddings) in zip(calls, results, strict=True):
             # The TFLite conversion computes its padding with a float32 reciprocal of the
             # hop, so for some lengths of exactly 15600 + k * 7680 samples it returns one
             # more patch than TF Hub's YAMNet: one that only re-reads the last patch's
@@ -266,13 +284,49 @@ class YAMNetBackbone(Backbone):
             for seg, offset in zip(call.segments, call.offsets, strict=True):
                 rows = slice(offset, offset + seg.patches)
                 parts[seg.clip].append((scores[rows], embeddings[rows]))
-        out = []
-        for clip_parts in parts:
-            scores = np.concatenate([s for s, _ in clip_parts])
-            embeddings = np.concatenate([e for _, e in clip_parts])
-            starts = np.arange(len(embeddings), dtype=np.float64) * self.hop_s
-            out.append(Embedding(embeddings, starts, self.window_s, scores))
-        return out
+        return [(np.concatenate([s for s, _ in p]), np.concatenate([e for _, e in p]))
+                for p in parts]
+
+    def _run_split(self, calls: list[Call], waves: list[NDArray[np.float32]]
+                   ) -> list[rt.Outputs]:
+        """The front end on each call's waveform, then the network on only the patches the
+        clips need (none straddles two clips), in calls of ``network_patches``.
+
+        Calls go in groups of about ``SPLIT_GROUP_S`` of audio, so the log-mel patches held
+        at once stay bounded however long a waveform is.
+        """
+        size = self._runner.network_patches
+        group = max(1, round(SPLIT_GROUP_S * SAMPLE_RATE_HZ / (self.max_patches * PATCH_HOP_SAMPLES)))
+        scores, embeddings = [], []
+        for first in range(0, len(calls), group):
+            some = calls[first:first + group]
+            frames = self._map([partial(_frames, call, waves) for call in some])
+            pieces = []
+            for call, call_frames in zip(some, frames, strict=True):
+                patches = patch_view(call_frames, call.patches)
+                pieces += [patches[o:o + seg.patches]
+                           for seg, o in zip(call.segments, call.offsets, strict=True)]
+            patches = np.concatenate(pieces)  # segments come in clip order
+            for s, e in self._map([partial(_network, patches[k:k + size])
+                                   for k in range(0, len(patches), size)]):
+                scores.append(s)
+                embeddings.append(e)
+        ends = np.cumsum([n_patches(len(w)) for w in waves])[:-1]
+        return list(zip(np.split(np.concatenate(scores), ends),
+                        np.split(np.concatenate(embeddings), ends), strict=True))
+
+
+def _whole(call: Call, waves: list[NDArray[np.float32]], runner: _Runner) -> rt.Outputs:
+    return runner(call_input(call, waves))
+
+
+def _frames(call: Call, waves: list[NDArray[np.float32]], runner: SplitRunner
+            ) -> NDArray[np.float32]:
+    return runner.frames(call_input(call, waves))
+
+
+def _network(patches: NDArray[np.float32], runner: SplitRunner) -> rt.Outputs:
+    return runner.patches(patches)
 
 
 def _nvidia_gpu_present() -> bool:
