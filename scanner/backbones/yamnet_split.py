@@ -3,13 +3,15 @@
 The converted model turns a waveform into log-mel frames, frames those into 0.96 s patches
 (``[N, 96, 64, 1]``, the first convolution's input) and runs MobileNet on each patch. Many
 short clips packed into one waveform pay for the patches that straddle two clips (2 per
-clip, see :mod:`scanner.backbones.yamnet_frames`). Cut in two, the front end still runs on
-packed waveforms (it is cheap), but the network runs only on the patches clips need, taken
-from any number of clips: on 3 s clips that is a quarter less work for the expensive half.
+clip, see :mod:`scanner.backbones.yamnet_frames`). Cut in two, the front end (about a
+quarter of the work) still runs on packed waveforms, but the network runs only on the
+patches clips need, taken from any number of clips: on 3 s clips that is a quarter less
+work for the expensive half.
 
-Both halves keep the original ops and weights, so their results equal the whole model's;
-:func:`split_yamnet` checks that on a test waveform and gives up (the caller keeps the
-whole model) on any model it does not recognise.
+Both halves keep the original ops and weights, so their results equal the whole model's.
+:func:`split_yamnet` gives up on a model it does not recognise, and :func:`load_split`
+checks the halves against the whole model on a test waveform; either way the caller then
+keeps the whole model.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.yamnet_frames import PATCH_FRAMES, PATCH_HOP_FRAMES
-
-Outputs = tuple[NDArray[np.float32], NDArray[np.float32]]
+from scanner.backbones.yamnet_runtime import Outputs, TFLiteRunner
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ def _flatbuffers() -> tuple[Any, Any]:
 def load_split(path: Path) -> SplitModel | None:
     """Reads and cuts a YAMNet ``.tflite`` file, and checks that the halves give the whole
     model's outputs on a test waveform; None (the caller keeps the whole model) otherwise."""
-    from scanner.backbones.yamnet_runtime import TFLiteRunner
-
     try:
         split = split_yamnet(path.read_bytes())
     except OSError:
@@ -95,10 +94,10 @@ def _split(content: bytes) -> SplitModel | None:
     if len(model.subgraphs) != 1:
         return None
     graph = model.subgraphs[0]
-    waveform = int(graph.inputs[0])
     outputs = {int(graph.tensors[t].shape[-1]): int(t) for t in graph.outputs}
     if len(graph.inputs) != 1 or sorted(outputs) != [N_MELS, 521, 1024]:
         return None
+    waveform = int(graph.inputs[0])
     conv = schema.BuiltinOperator.CONV_2D
     first_conv = next((op for op in graph.operators
                        if fb.get_builtin_code_from_operator_code(
@@ -167,8 +166,6 @@ class SplitRunner:
     """Patches per network call: on one thread, 16 ran faster than 32 or 64 (cache)."""
 
     def __init__(self, split: SplitModel, *, threads: int | None, what: str) -> None:
-        from scanner.backbones.yamnet_runtime import TFLiteRunner
-
         self.frontend = TFLiteRunner(split.frontend, threads=threads, what=f"{what} (front end)")
         self.network = TFLiteRunner(split.network, threads=threads, what=f"{what} (network)")
 
