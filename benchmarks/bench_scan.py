@@ -151,13 +151,19 @@ def stages(folder: Path, threads: int) -> dict:
         measured["per_file"] = audio / (time.monotonic() - start)
         out[name] = measured
     out["model_x_realtime_best"] = max(out["cut_model"].values())
-    # Decoding and the model share the cores: a scan needs 1/M + 1/(cores * D) seconds per
-    # second of audio at best, M the model's x-realtime on every core, D decoding's per core.
-    cores = os.cpu_count() or 1
-    m, d = out["model_x_realtime_best"], out["decode_x_realtime_one_core"]
-    out["shared_cpu_bound_x_realtime"] = 1 / (1 / m + 1 / (cores * d))
-    out["shared_cpu_bound_fraction"] = out["shared_cpu_bound_x_realtime"] / m
+    out.update(shared_cpu_bound(out["model_x_realtime_best"], out["decode_x_realtime_one_core"],
+                                threads, os.cpu_count() or 1))
     return out
+
+
+def shared_cpu_bound(model_x: float, decode_x: float, threads: int, cores: int) -> dict:
+    """The fastest a scan can go when the model (``model_x`` realtime on ``threads`` busy
+    cores) and decoding (``decode_x`` realtime per core) share ``cores``: per second of
+    audio it needs ``1 / model_x`` of wall time for the model, and ``threads / model_x +
+    1 / decode_x`` core-seconds in all, which ``cores`` cores take ``/ cores`` to give."""
+    wall = max(1 / model_x, (threads / model_x + 1 / decode_x) / cores)
+    return {"shared_cpu_bound_x_realtime": 1 / wall,
+            "shared_cpu_bound_fraction": 1 / wall / model_x}
 
 
 def scaling(threads: int) -> list[dict]:
