@@ -21,7 +21,8 @@ class ScanConfig:
         workers: Decode processes (None: one per core).
         threads: Model threads (None: one per core).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        batch_s: Seconds of audio per model batch.
+        batch_s: Seconds of audio per model batch (while the model is busy; an idle one
+            gets a batch as soon as 15 s are decoded).
         part_s: Long files are decoded in parts of this length (bounded memory).
         max_duration_s: Only the first this-many seconds of each file are analysed.
         decode_timeout_s: A decode that takes longer is stopped and recorded as ``timeout``.

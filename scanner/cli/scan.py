@@ -57,7 +57,8 @@ log = logging.getLogger("scanner")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-seconds", "batch_s", type=click.FloatRange(min=1), default=60.0,
-              show_default=True, help="Seconds of audio per model batch.")
+              show_default=True,
+              help="Seconds of audio per model batch (an idle model gets one at 15 s).")
 @click.option("--max-duration", "max_duration_s", type=click.FloatRange(min=0.1),
               help="Analyse at most this many seconds of each file (the row says it was cut).")
 @click.option("--decode-timeout", "decode_timeout_s", type=click.FloatRange(min=1), default=300.0,
