@@ -55,14 +55,15 @@ def load_split(path: Path) -> SplitModel | None:
     """Reads and cuts a YAMNet ``.tflite`` file, and checks that the halves give the whole
     model's outputs on a test waveform; None (the caller keeps the whole model) otherwise."""
     try:
-        split = split_yamnet(path.read_bytes())
+        content = path.read_bytes()
     except OSError:
         return None
+    split = split_yamnet(content)
     if split is None:
         return None
     x = (0.1 * np.random.default_rng(0).standard_normal(40_000)).astype(np.float32)
     try:
-        whole = TFLiteRunner(path, threads=1)(x)
+        whole = TFLiteRunner(content, threads=1, what=str(path))(x)
         halves = SplitRunner(split, threads=1, what=str(path))(x)
     except Exception as e:  # noqa: BLE001 - the whole model is the fallback, and is checked
         log.debug("the cut YAMNet model does not run: %s", e, exc_info=True)
@@ -161,7 +162,7 @@ class SplitRunner:
 
     format = "tflite"
     packs = True  # the front end still runs on packed waveforms: few, large calls
-    call_s = 15.0
+    call_s = TFLiteRunner.call_s
     network_patches = 16
     """Patches per network call: on one thread, 16 ran faster than 32 or 64 (cache)."""
 
