@@ -2,7 +2,7 @@
 
 Runs, in one process and back to back:
 
-* the local engine (``scanner.pipeline.scan``) and the Ray engine (``scan_ray``) on the
+* the local engine (``scanner.engines.driver.scan``) and the Ray engine (``scan_ray``) on the
   folder, and compares their rows: paths, status, labels, and the largest difference of any
   probability;
 * each stage alone on one core, for the scale estimate in docs/ray.md: decoding (per file and
@@ -51,7 +51,7 @@ def engines(folder: Path, address: str | None) -> dict:
 
     from scanner.config import ScanConfig
     from scanner.engines.ray_engine import scan_ray
-    from scanner.pipeline import load_classifier, scan
+    from scanner.engines.driver import load_classifier, scan
 
     config = ScanConfig()
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,8 +85,8 @@ def engines(folder: Path, address: str | None) -> dict:
 def stages(folder: Path) -> dict:
     """Each stage alone on one core: decode (this folder's formats) and YAMNet (1 thread)."""
     from scanner.backbones import load_backbone
-    from scanner.decode import decode_task, plan_tasks
-    from scanner.discover import discover
+    from scanner.audio.decode import decode_task, plan_tasks
+    from scanner.audio.discover import discover
     from scanner.records import DecodedClip
 
     files = discover([folder])
@@ -118,12 +118,12 @@ def overheads(folder: Path) -> dict:
     import pyarrow as pa
 
     from scanner.config import ScanConfig
-    from scanner.decode import decode_task, plan_tasks
-    from scanner.discover import discover
-    from scanner.embed import Stitcher, embed_items
+    from scanner.audio.decode import decode_task, plan_tasks
+    from scanner.audio.discover import discover
+    from scanner.engines.local import Stitcher, embed_items
     from scanner.engines.ray_engine import pack_files, unpack_files
-    from scanner.pipeline import load_classifier, make_row, results_schema
-    from scanner.writer import TableSink
+    from scanner.engines.driver import load_classifier, make_row, results_schema
+    from scanner.output.writer import TableSink
 
     def timed(fn, n: int) -> tuple[object, float]:
         start = time.perf_counter()

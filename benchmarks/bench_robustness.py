@@ -143,7 +143,7 @@ def build_folder(data_dir: Path, dest: Path, per_label: int) -> Path:
 def _committed_rows(out: Path) -> int:
     import pyarrow.parquet as pq
 
-    from scanner.writer import parts_dir
+    from scanner.output.writer import parts_dir
 
     parts = parts_dir(out)
     return sum(pq.read_metadata(p).num_rows for p in parts.glob("part-*.parquet")) \
@@ -226,7 +226,7 @@ def kill_and_resume(folder: Path, work: Path, kill_after: list[float], scan_args
     and ``random_kills`` kills at random moments; each on a fresh output, then ``--resume``."""
     import numpy as np
 
-    from scanner.discover import discover
+    from scanner.audio.discover import discover
 
     files = sorted(str(f.path) for f in discover([folder]))
     report: dict = {"folder": str(folder), "files": len(files), "scan_args": scan_args}

@@ -33,7 +33,7 @@ import sys, time
 t0 = time.monotonic()
 import librosa, numpy as np, pandas as pd
 from scanner.backbones import load_backbone
-from scanner.discover import discover
+from scanner.audio.discover import discover
 from scanner.heads import load_head
 folder, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 backbone = load_backbone("yamnet", threads=threads)
@@ -59,7 +59,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> float:
 def audio_seconds(folder: Path) -> tuple[int, float]:
     import soundfile as sf
 
-    from scanner.discover import discover
+    from scanner.audio.discover import discover
 
     files = discover([folder])
     return len(files), sum(sf.info(str(f.path)).duration for f in files)
@@ -105,7 +105,7 @@ def _batched(embed, waves: list, batch_s: float) -> float:
 def _streamed(backbone, clips: list, batch_s: float) -> float:
     """Seconds for the scan's model stage (background batches, see ``ModelStage``) on clips
     already decoded: the model as the scan drives it, with nothing else to do."""
-    from scanner.embed import ModelStage
+    from scanner.engines.local import ModelStage
 
     start = time.monotonic()
     with ModelStage([backbone]) as stage:
@@ -127,8 +127,8 @@ def _streamed(backbone, clips: list, batch_s: float) -> float:
 
 def stages(folder: Path, threads: int) -> dict:
     from scanner.backbones import load_backbone
-    from scanner.decode import decode_task, plan_tasks
-    from scanner.discover import discover
+    from scanner.audio.decode import decode_task, plan_tasks
+    from scanner.audio.discover import discover
 
     files = discover([folder])
     start = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from scanner.segments import SegmentConfig
+from scanner.events.segments import SegmentConfig
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scanner.backbones.fake import CountingBackbone, FakeBackbone
-from scanner.cache import EmbeddingCache, file_digest
+from scanner.output.cache import EmbeddingCache, file_digest
 from scanner.testing import noise, sine, write_audio
 from training.augment import ORIGINAL, BandLimit
 from training.dataset import load_dataset

@@ -1,4 +1,4 @@
-"""Tests for scanner.decode: formats, rates, channels, parts, the awkward-input corpus, fuzzing."""
+"""Tests for scanner.audio.decode: formats, rates, channels, parts, the awkward-input corpus, fuzzing."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanner import decode as decode_mod
-from scanner.containers import container_facts
-from scanner.decode import decode_task, plan_tasks, probe_duration
+from scanner.audio import decode as decode_mod
+from scanner.audio.containers import container_facts
+from scanner.audio.decode import decode_task, plan_tasks, probe_duration
 from scanner.errors import ConfigError, DecodeError
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
 from scanner.testing import NON_FINITE_AT_S, chirp, make_bad_inputs, noise, sine, write_audio
@@ -376,8 +376,8 @@ def test_decoder_chain_order_details_and_internal_errors(tmp_path: Path,
 
 def test_decoding_imports_no_ml_framework(tmp_path: Path) -> None:
     write_audio(tmp_path / "x.flac", sine(440, 0.5, 22050), 22050)
-    code = ("import sys; from pathlib import Path; from scanner.decode import decode_task; "
-            "from scanner.discover import discover; from scanner.decode import plan_tasks; "
+    code = ("import sys; from pathlib import Path; from scanner.audio.decode import decode_task; "
+            "from scanner.audio.discover import discover; from scanner.audio.decode import plan_tasks; "
             f"files = discover([{str(tmp_path)!r}]); "
             "r = [decode_task(t) for t in plan_tasks(files)]; assert len(r[0].waveform) == 8000; "
             "bad = [m for m in ('tensorflow', 'torch', 'transformers') if m in sys.modules]; "
@@ -433,7 +433,7 @@ def test_an_ffmpeg_error_of_any_kind_is_not_called_a_bug(tmp_path: Path, monkeyp
     patches welcome" on a mangled MP3) are a property of the file, not an internal error."""
     import av
 
-    from scanner import decoders
+    from scanner.audio import decoders
 
     error = av.error.PatchWelcomeError(-1163346256, "Not yet implemented in FFmpeg, patches "
                                        "welcome", "x.mp3")

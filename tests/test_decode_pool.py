@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.decode import decode_task
-from scanner.decode_pool import DecodePool
+from scanner.audio.decode import decode_task
+from scanner.audio.pool import DecodePool
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
 
 
@@ -93,7 +93,7 @@ def test_started_workers_are_running_before_the_first_task(tmp_path):
 def test_scan_closes_its_started_pool_when_the_models_fail_to_load(tmp_path, monkeypatch):
     from scanner.config import ScanConfig
     from scanner.errors import ScannerError
-    from scanner.pipeline import scan
+    from scanner.engines.driver import scan
 
     closed = []
     real_close = DecodePool.close

@@ -1,4 +1,4 @@
-"""Tests for scanner.discover: what is found, what is skipped, and that odd trees never crash."""
+"""Tests for scanner.audio.discover: what is found, what is skipped, and that odd trees never crash."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.discover import DEFAULT_EXTENSIONS, discover
+from scanner.audio.discover import DEFAULT_EXTENSIONS, discover
 from scanner.errors import ConfigError
 
 
@@ -124,7 +124,7 @@ def test_file_symlink_outside_root_skipped_inside_root_deduplicated(tmp_path: Pa
 
 def test_broken_symlink_warned_and_skipped(tree: Path, caplog: pytest.LogCaptureFixture) -> None:
     os.symlink(tree / "missing.wav", tree / "broken.wav")
-    with caplog.at_level(logging.WARNING, logger="scanner.discover"):
+    with caplog.at_level(logging.WARNING, logger="scanner.audio.discover"):
         files = discover([tree])
     assert len(files) == 6
     assert "broken symbolic link" in caplog.text
@@ -142,7 +142,7 @@ def test_unreadable_folder_logged_and_skipped(tree: Path, monkeypatch: pytest.Mo
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    with caplog.at_level(logging.WARNING, logger="scanner.discover"):
+    with caplog.at_level(logging.WARNING, logger="scanner.audio.discover"):
         files = discover([tree])
     assert names(files, tree) == ["a.wav", "b/c.FLAC", "z.m4a"]
     assert "unreadable folder" in caplog.text and "Permission denied" in caplog.text
@@ -150,7 +150,7 @@ def test_unreadable_folder_logged_and_skipped(tree: Path, monkeypatch: pytest.Mo
 
 def test_pipes_are_skipped(tree: Path, caplog: pytest.LogCaptureFixture) -> None:
     os.mkfifo(tree / "pipe.wav")  # opening it to decode would block forever
-    with caplog.at_level(logging.WARNING, logger="scanner.discover"):
+    with caplog.at_level(logging.WARNING, logger="scanner.audio.discover"):
         assert len(discover([tree])) == 6
     assert "not a regular file" in caplog.text
     with pytest.raises(ConfigError, match="not a regular file"):

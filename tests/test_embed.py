@@ -13,8 +13,8 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from scanner.backbones.fake import FakeBackbone
-from scanner.discover import discover
-from scanner.embed import embed_files
+from scanner.audio.discover import discover
+from scanner.engines.local import embed_files
 from scanner.records import Embedding
 
 

@@ -19,11 +19,11 @@ import pytest
 import soundfile as sf
 
 from scanner.config import ScanConfig
-from scanner.embed import embed_files
-from scanner.export import export
+from scanner.engines.local import embed_files
+from scanner.events.export import export
 from scanner.records import AudioFile
-from scanner.rows import arrow_schema
-from scanner.segments import FileSegments, SegmentConfig, analyse_file, event_columns
+from scanner.output.rows import arrow_schema
+from scanner.events.segments import FileSegments, SegmentConfig, analyse_file, event_columns
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def _clip(dataset: Path, group: str, seconds: float) -> np.ndarray:
 
 @pytest.fixture(scope="module", params=[None, "audioset"], ids=["scan-default", "audioset"])
 def classifier(request, model_dir):
-    from scanner.pipeline import load_classifier
+    from scanner.engines.driver import load_classifier
 
     heads = {"yamnet": request.param} if request.param else {}
     with pytest.MonkeyPatch.context() as mp:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from scanner.errors import ScannerError
-from scanner.export import (
+from scanner.events.export import (
     EXPORTERS,
     RAVEN_COLUMNS,
     Annotation,
@@ -20,9 +20,9 @@ from scanner.export import (
     read_annotations,
     select,
 )
-from scanner.rows import arrow_schema, column_types
-from scanner.segments import event_columns, events_path, summary_columns
-from scanner.writer import FORMATS, format_for
+from scanner.output.rows import arrow_schema, column_types
+from scanner.events.segments import event_columns, events_path, summary_columns
+from scanner.output.writer import FORMATS, format_for
 
 CLASSES = ("cry", "screaming", "not_screaming")
 

@@ -9,9 +9,9 @@ import soundfile as sf
 
 from scanner.backbones import load_backbone
 from scanner.config import ScanConfig
-from scanner.discover import discover
-from scanner.embed import embed_files
-from scanner.pipeline import scan
+from scanner.audio.discover import discover
+from scanner.engines.local import embed_files
+from scanner.engines.driver import scan
 
 
 def _config(head, **kw):

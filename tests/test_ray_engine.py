@@ -19,8 +19,8 @@ import pytest
 import soundfile as sf
 
 from scanner.config import ScanConfig
-from scanner.decode import decode_task
-from scanner.discover import discover
+from scanner.audio.decode import decode_task
+from scanner.audio.discover import discover
 from scanner.engines import ENGINES
 from scanner.engines.ray_engine import (
     ActorPlan,
@@ -31,7 +31,7 @@ from scanner.engines.ray_engine import (
     unpack_files,
 )
 from scanner.errors import ConfigError
-from scanner.pipeline import scan
+from scanner.engines.driver import scan
 from scanner.records import DecodedClip, DecodeFailure, DecodeTask
 from scanner.testing import noise, sine
 
@@ -104,7 +104,7 @@ def _file_rows(files):
 
 
 def _tasks(file, part_s):
-    from scanner.decode import plan_tasks
+    from scanner.audio.decode import plan_tasks
 
     return list(plan_tasks([file], part_s=part_s))
 
@@ -221,7 +221,7 @@ def test_an_address_nobody_answers_at_fails_fast(audio_folder, fake_head, tmp_pa
 
 def test_segments_are_refused_rather_than_silently_missing(audio_folder, fake_head, tmp_path):
     pytest.importorskip("ray")
-    from scanner.segments import SegmentConfig
+    from scanner.events.segments import SegmentConfig
 
     with pytest.raises(ConfigError, match="segments"):
         scan_ray([audio_folder], tmp_path / "r.parquet",

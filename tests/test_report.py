@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from scanner.errors import ScannerError
-from scanner.report import load_report, write_report
-from scanner.rows import arrow_schema, column_types
-from scanner.segments import (
+from scanner.events.report import load_report, write_report
+from scanner.output.rows import arrow_schema, column_types
+from scanner.events.segments import (
     SegmentConfig,
     event_columns,
     events_path,
@@ -23,7 +23,7 @@ from scanner.segments import (
     segments_path,
     summary_columns,
 )
-from scanner.writer import FORMATS, format_for
+from scanner.output.writer import FORMATS, format_for
 
 CLASSES = ("cry", "screaming", "not_screaming")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -29,15 +29,15 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanner import decode as decode_mod
+from scanner.audio import decode as decode_mod
 from scanner.cli import EXIT_FILE_ERRORS, EXIT_INTERRUPTED, cli
 from scanner.config import ScanConfig
-from scanner.decode import decode_task
+from scanner.audio.decode import decode_task
 from scanner.errors import ErrorKind
-from scanner.pipeline import ScanInterrupted, load_classifier, scan
+from scanner.engines.driver import ScanInterrupted, load_classifier, scan
 from scanner.records import DecodedClip, DecodeFailure, DecodeTask
 from scanner.testing import NON_FINITE_AT_S, chirp, make_bad_inputs, noise, sine, write_audio
-from scanner.writer import parts_dir
+from scanner.output.writer import parts_dir
 
 SR = 16000
 CLASSES = ("cry", "screaming", "not_screaming")
@@ -252,9 +252,9 @@ def test_unreadable_file_is_an_error_row_and_the_scan_goes_on(tmp_path, fake_hea
 
 def _deleting_after_discovery(victim):
     """``discover`` as it is, but ``victim`` is deleted once the files are listed."""
-    import scanner.discover
+    import scanner.audio.discover
 
-    real_discover = scanner.discover.discover
+    real_discover = scanner.audio.discover.discover
 
     def discover_then_delete(*args, **kwargs):
         files = real_discover(*args, **kwargs)
@@ -266,15 +266,15 @@ def _deleting_after_discovery(victim):
 
 def test_file_deleted_after_discovery_is_an_error_row_then_retried(tmp_path, fake_head,
                                                                    monkeypatch):
-    import scanner.discover
+    import scanner.audio.discover
 
     folder = tmp_path / "in"
     for i in range(4):
         write_audio(folder / f"f{i}.wav", noise(1.0, SR, seed=i), SR)
     victim = folder / "f2.wav"
     kept = victim.read_bytes()
-    real_discover = scanner.discover.discover
-    monkeypatch.setattr(scanner.discover, "discover", _deleting_after_discovery(victim))
+    real_discover = scanner.audio.discover.discover
+    monkeypatch.setattr(scanner.audio.discover, "discover", _deleting_after_discovery(victim))
     out = tmp_path / "r.parquet"
     summary = scan([folder], out, _fake(fake_head, workers=1))
     rows = _by_name(pq.read_table(out).to_pylist())
@@ -282,7 +282,7 @@ def test_file_deleted_after_discovery_is_an_error_row_then_retried(tmp_path, fak
     assert rows["f2.wav"]["error_kind"] == "io"
     assert rows["f2.wav"]["error"] == "file not found (moved or deleted since it was listed)"
 
-    monkeypatch.setattr(scanner.discover, "discover", real_discover)
+    monkeypatch.setattr(scanner.audio.discover, "discover", real_discover)
     victim.write_bytes(kept)
     os.utime(victim, ns=(rows["f2.wav"]["mtime_ns"],) * 2)
     again = scan([folder], out, _fake(fake_head, workers=1, resume=True))
@@ -305,20 +305,20 @@ def _faulty_decode(task: DecodeTask, sample_rate_hz: int) -> DecodedClip | Decod
 
 
 def test_a_crash_or_a_hang_costs_only_its_file(tmp_path, fake_head, monkeypatch):
-    import scanner.decode_pool
-    import scanner.embed
+    import scanner.audio.pool
+    import scanner.engines.local
 
     folder = tmp_path / "in"
     names = ["a.wav", "b.wav", "crash.wav", "c.wav", "hang.wav", "d.wav"]
     for i, name in enumerate(names):
         write_audio(folder / name, sine(300 + 50 * i, 1.0, SR), SR)
 
-    class FaultyPool(scanner.decode_pool.DecodePool):
+    class FaultyPool(scanner.audio.pool.DecodePool):
         def __init__(self, **kw):
             super().__init__(decode=_faulty_decode, **kw)
 
-    monkeypatch.setattr(scanner.embed, "DecodePool", FaultyPool)
-    monkeypatch.setattr(scanner.decode_pool, "DecodePool", FaultyPool)  # started by scan()
+    monkeypatch.setattr(scanner.engines.local, "DecodePool", FaultyPool)
+    monkeypatch.setattr(scanner.audio.pool, "DecodePool", FaultyPool)  # started by scan()
     out = tmp_path / "r.parquet"
     start = time.monotonic()
     summary = scan([folder], out, _fake(fake_head, workers=2, decode_timeout_s=3.0))
@@ -366,8 +366,8 @@ def test_verbose_logs_the_traceback_of_an_internal_error(tmp_path, fake_head, mo
 
 
 def test_a_wav_past_4_gib_is_read_to_its_end(tmp_path):
-    from scanner.decode import plan_tasks, probe_duration
-    from scanner.discover import discover
+    from scanner.audio.decode import plan_tasks, probe_duration
+    from scanner.audio.discover import discover
 
     # What a recorder or libsndfile writes for 10 h of 44.1 kHz stereo: sizes 0xFFFFFFFF.
     # Sparse: 5 GiB of silence with one second of tone at 30,000 s, and no disk used.
@@ -412,8 +412,8 @@ def test_max_duration_cuts_with_a_clear_note(tmp_path, fake_head):
 
 def test_max_duration_cuts_a_file_decoded_in_parts(tmp_path):
     from scanner.backbones import load_backbone
-    from scanner.discover import discover
-    from scanner.embed import embed_files
+    from scanner.audio.discover import discover
+    from scanner.engines.local import embed_files
 
     # 140 s of 16-bit audio is 4.5 MB: large enough to be probed and planned in parts
     write_audio(tmp_path / "long.wav", noise(140.0, SR, seed=6), SR, subtype="PCM_16")
@@ -432,11 +432,11 @@ def test_max_duration_cuts_a_file_decoded_in_parts(tmp_path):
 # already committed (and, with a decode delay, with decode tasks still queued).
 _SLOW_SCANNER = """
 import sys, time
-import scanner.decode_pool
-import scanner.embed
-import scanner.pipeline as pipeline
-from scanner.decode import decode_task
-from scanner.decode_pool import DecodePool
+import scanner.audio.pool
+import scanner.engines.local
+import scanner.engines.driver as pipeline
+from scanner.audio.decode import decode_task
+from scanner.audio.pool import DecodePool
 commit_s, row_delay_s, decode_delay_s = map(float, sys.argv[1:4])
 pipeline.COMMIT_EVERY_S = commit_s
 make_row = pipeline.make_row
@@ -451,7 +451,7 @@ class SlowPool(DecodePool):
     def __init__(self, **kw):
         super().__init__(decode=slow_decode, **kw)
 if decode_delay_s:
-    scanner.embed.DecodePool = scanner.decode_pool.DecodePool = SlowPool
+    scanner.engines.local.DecodePool = scanner.audio.pool.DecodePool = SlowPool
 from scanner.cli import main
 sys.argv = ["scanner", *sys.argv[4:]]
 main()
@@ -605,8 +605,8 @@ def test_sigkill_mid_scan_then_resume_gives_each_file_once(tmp_path, fake_head):
 @pytest.mark.parametrize("why", ["transient error", "file changed"])
 def test_interrupted_resume_then_resume_keeps_one_row_per_file(tmp_path, fake_head,
                                                                monkeypatch, why):
-    import scanner.discover
-    import scanner.pipeline
+    import scanner.audio.discover
+    import scanner.engines.driver
 
     folder = tmp_path / "in"
     for i in range(4):
@@ -616,7 +616,7 @@ def test_interrupted_resume_then_resume_keeps_one_row_per_file(tmp_path, fake_he
     if why == "transient error":
         kept = victim.read_bytes()
         with monkeypatch.context() as m:
-            m.setattr(scanner.discover, "discover", _deleting_after_discovery(victim))
+            m.setattr(scanner.audio.discover, "discover", _deleting_after_discovery(victim))
             scan([folder], out, _fake(fake_head, workers=0))
         victim.write_bytes(kept)
     else:
@@ -625,7 +625,7 @@ def test_interrupted_resume_then_resume_keeps_one_row_per_file(tmp_path, fake_he
     write_audio(folder / "g_new.wav", noise(1.0, SR, seed=8), SR)
 
     # the resumed run commits f1's new row, then is interrupted on the next file
-    make_row = scanner.pipeline.make_row
+    make_row = scanner.engines.driver.make_row
 
     def interrupted_on_new(result, classifier):
         if result.file.path.name == "g_new.wav":
@@ -633,8 +633,8 @@ def test_interrupted_resume_then_resume_keeps_one_row_per_file(tmp_path, fake_he
         return make_row(result, classifier)
 
     with monkeypatch.context() as m:
-        m.setattr(scanner.pipeline, "COMMIT_ROWS", 1)
-        m.setattr(scanner.pipeline, "make_row", interrupted_on_new)
+        m.setattr(scanner.engines.driver, "COMMIT_ROWS", 1)
+        m.setattr(scanner.engines.driver, "make_row", interrupted_on_new)
         with pytest.raises(ScanInterrupted):
             scan([folder], out, _fake(fake_head, workers=0, resume=True))
     scan([folder], out, _fake(fake_head, workers=0, resume=True))
@@ -645,7 +645,7 @@ def test_interrupted_resume_then_resume_keeps_one_row_per_file(tmp_path, fake_he
 
 def test_killed_while_removing_parts_then_resume_keeps_one_row_per_file(tmp_path, fake_head,
                                                                        monkeypatch):
-    import scanner.writer
+    import scanner.output.writer
 
     folder = tmp_path / "in"
     files = [write_audio(folder / f"f{i}.wav", noise(1.0, SR, seed=i), SR) for i in range(5)]
@@ -658,7 +658,7 @@ def test_killed_while_removing_parts_then_resume_keeps_one_row_per_file(tmp_path
         return rmtree(path, *args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(scanner.writer.shutil, "rmtree", interrupted_rmtree)
+        m.setattr(scanner.output.writer.shutil, "rmtree", interrupted_rmtree)
         with pytest.raises(KeyboardInterrupt):
             scan([folder], out, _fake(fake_head, workers=0))
     assert out.exists() and _committed_rows(out) == 5
@@ -668,8 +668,8 @@ def test_killed_while_removing_parts_then_resume_keeps_one_row_per_file(tmp_path
 
 
 def test_a_torn_part_loses_only_its_own_rows(tmp_path):
-    from scanner.rows import arrow_schema, column_types
-    from scanner.writer import TableSink
+    from scanner.output.rows import arrow_schema, column_types
+    from scanner.output.writer import TableSink
 
     schema = arrow_schema(column_types(CLASSES, ["fake"]), {b"scanner": b"{}"})
 
@@ -690,8 +690,8 @@ def test_a_torn_part_loses_only_its_own_rows(tmp_path):
 
 @pytest.mark.parametrize("stage", ["loading the model", "writing the table"])
 def test_ctrl_c_outside_the_file_loop_is_exit_130(tmp_path, fake_head, monkeypatch, stage):
-    import scanner.pipeline
-    import scanner.writer
+    import scanner.engines.driver
+    import scanner.output.writer
 
     folder = tmp_path / "in"
     write_audio(folder / "a.wav", sine(440, 1.0, SR), SR)
@@ -700,9 +700,9 @@ def test_ctrl_c_outside_the_file_loop_is_exit_130(tmp_path, fake_head, monkeypat
         raise KeyboardInterrupt
 
     if stage == "loading the model":
-        monkeypatch.setattr(scanner.pipeline, "load_classifier", interrupt)
+        monkeypatch.setattr(scanner.engines.driver, "load_classifier", interrupt)
     else:
-        monkeypatch.setattr(scanner.writer.TableSink, "finish", interrupt)
+        monkeypatch.setattr(scanner.output.writer.TableSink, "finish", interrupt)
     result = CliRunner().invoke(cli, ["scan", str(folder), "-o", str(tmp_path / "r.parquet"),
                                       "--backbone", "fake", "--head", str(fake_head),
                                       "--workers", "0"])

@@ -12,7 +12,7 @@ from scanner.classify import Classifier, Model
 from scanner.errors import ConfigError
 from scanner.heads.mlp import MLPHead
 from scanner.records import Embedding
-from scanner.segments import (
+from scanner.events.segments import (
     SegmentConfig,
     analyse_file,
     analyse_result,
@@ -203,7 +203,7 @@ def test_runs_of_different_classes_and_gaps_make_separate_events():
 def test_segment_rows_match_the_declared_columns():
     import pyarrow as pa
 
-    from scanner.rows import arrow_schema
+    from scanner.output.rows import arrow_schema
 
     starts, ends, dur = _grid(12)
     fs = segment_probs(starts, ends, _probs([0.0] * 4 + [0.9] * 4 + [0.0] * 4), CLASSES, dur,
@@ -300,7 +300,7 @@ def test_empty_embedding_gives_no_segments():
 
 
 def test_analyse_result_uses_the_cut_length_and_skips_failures():
-    from scanner.embed import ClipInfo, FileResult
+    from scanner.engines.local import ClipInfo, FileResult
     from scanner.records import AudioFile, DecodeFailure, DecodeTask
 
     backbone = FakeBackbone()

@@ -7,8 +7,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from scanner.rows import arrow_schema, column_types
-from scanner.writer import TableSink, format_for, parts_dir, sidecar_path
+from scanner.output.rows import arrow_schema, column_types
+from scanner.output.writer import TableSink, format_for, parts_dir, sidecar_path
 
 CLASSES = ("cry", "screaming", "not_screaming")
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from scanner.backbones import BACKBONES
-from scanner.backbones import yamnet as yamnet_module
-from scanner.backbones import yamnet_runtime as rt
+from scanner.backbones.yamnet import backbone as yamnet_module
+from scanner.backbones.yamnet import runtime as rt
 from scanner.backbones.yamnet import YAMNetBackbone
-from scanner.backbones.yamnet_frames import (
+from scanner.backbones.yamnet.frames import (
     GAP_PATCHES,
     MIN_SAMPLES,
     PATCH_HOP_SAMPLES,
@@ -25,7 +25,7 @@ from scanner.backbones.yamnet_frames import (
     padded_samples,
     plan_calls,
 )
-from scanner.backbones.yamnet_split import SplitRunner
+from scanner.backbones.yamnet.split import SplitRunner
 from scanner.errors import ConfigError, ModelNotFoundError
 
 SR = 16_000
@@ -402,7 +402,7 @@ def test_interpreter_copies_give_the_same_embeddings(model_dir: Path) -> None:
 def test_the_cut_model_is_checked_against_the_whole_one(model_dir: Path, monkeypatch,
                                                         caplog) -> None:
     """A model that cannot be cut, or whose halves disagree with it, runs whole."""
-    from scanner.backbones import yamnet_split
+    from scanner.backbones.yamnet import split as yamnet_split
 
     assert yamnet_split.split_yamnet(b"not a TFLite model") is None
     real = yamnet_split.SplitRunner.__call__

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from scanner.cache import ORIGINAL_VIEW
+from scanner.output.cache import ORIGINAL_VIEW
 
 SAMPLE_RATE_HZ = 16_000
 ORIGINAL = ORIGINAL_VIEW

@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     from sklearn.model_selection import GroupKFold
 
     from scanner.backbones import load_backbone
-    from scanner.discover import discover
-    from scanner.embed import embed_files
+    from scanner.audio.discover import discover
+    from scanner.engines.local import embed_files
     from scanner.heads.audioset import CLASS_SOURCES, AudioSetHead, _logit
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

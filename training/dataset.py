@@ -143,8 +143,8 @@ def load_manifest(manifest: Path) -> list[LabelledFile]:
 
 
 def load_folders(data_dir: Path) -> list[LabelledFile]:
-    """One label per subfolder of ``data_dir``; audio found by :func:`scanner.discover.discover`."""
-    from scanner.discover import discover
+    """One label per subfolder of ``data_dir``; audio found by :func:`scanner.audio.discover.discover`."""
+    from scanner.audio.discover import discover
 
     items = []
     for sub in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):

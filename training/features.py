@@ -1,7 +1,7 @@
 """Pooled embeddings of labelled files, per view, through the cache.
 
 Only the files the cache does not hold are decoded and embedded (by
-:func:`scanner.embed.embed_files`, the stream ``scan`` uses); their pooled vectors are
+:func:`scanner.engines.local.embed_files`, the stream ``scan`` uses); their pooled vectors are
 stored for the next run. A file that cannot be decoded is reported, never replaced.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
-from scanner.cache import EmbeddingCache, file_digest
+from scanner.output.cache import EmbeddingCache, file_digest
 from scanner.heads.base import pool
 from scanner.records import AudioFile
 from training.augment import ORIGINAL
@@ -43,7 +43,7 @@ class Features:
 
 
 def digests(files: Sequence[AudioFile]) -> list[str]:
-    """Content digest of each file (see :func:`scanner.cache.file_digest`)."""
+    """Content digest of each file (see :func:`scanner.output.cache.file_digest`)."""
     return [file_digest(f.path) for f in files]
 
 
@@ -62,7 +62,7 @@ def pooled_features(files: Sequence[AudioFile], backbone: Backbone, *,
         transform: Applied to each decoded 16 kHz waveform before embedding.
         pooling: How patches are pooled.
         file_digests: Precomputed content digests of ``files`` (computed when None).
-        workers: Decode processes for :func:`scanner.embed.embed_files`.
+        workers: Decode processes for :func:`scanner.engines.local.embed_files`.
         progress: Show a progress bar over the files being embedded.
     """
     if (transform is None) != (view == ORIGINAL):
@@ -96,7 +96,7 @@ def _embed_missing(files: Sequence[AudioFile], keys: Sequence[str], todo: list[i
                    failures: dict[str, str]) -> None:
     from tqdm.auto import tqdm
 
-    from scanner.embed import embed_files
+    from scanner.engines.local import embed_files
 
     index = {files[i].path: i for i in todo}
     stream = embed_files([files[i] for i in todo], [backbone], workers=workers,

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
-from scanner.cache import EmbeddingCache
+from scanner.output.cache import EmbeddingCache
 from scanner.errors import ConfigError
 from scanner.heads.mlp import MLPHead, softmax
 from training.augment import ORIGINAL, BandLimit

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from scanner.export import EXPORTERS
+from scanner.events.export import EXPORTERS
 
 log = logging.getLogger("scanner")
 
@@ -40,7 +40,7 @@ def export(ctx: click.Context, results: Path, fmt: str, out_dir: Path | None,
     """
     from scanner.cli import EXIT_LOAD_FAILED
     from scanner.errors import ScannerError
-    from scanner.export import export as run_export
+    from scanner.events.export import export as run_export
 
     try:
         result = run_export(results, fmt, out_dir, min_confidence=min_confidence,

@@ -35,7 +35,7 @@ def report(ctx: click.Context, results: Path, out: Path, top_files: int, timelin
     """
     from scanner.cli import EXIT_LOAD_FAILED
     from scanner.errors import ScannerError
-    from scanner.report import write_report
+    from scanner.events.report import write_report
 
     if out.suffix.lower() not in (".html", ".htm", ".md"):
         raise click.BadParameter(f"{out} must end in .html or .md", param_hint="--output")

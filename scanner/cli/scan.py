@@ -113,7 +113,7 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     from scanner.cli import EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_LOAD_FAILED
     from scanner.config import ScanConfig
     from scanner.errors import ScannerError
-    from scanner.pipeline import ScanInterrupted, load_classifier
+    from scanner.engines.driver import ScanInterrupted, load_classifier
 
     if ray_address and engine != "ray":
         raise click.BadParameter("needs --engine ray", param_hint="--ray-address")
@@ -180,7 +180,7 @@ def _segment_config(segments: bool, window_s: float | None, hop_s: float | None,
                     smooth_windows: int | None, min_event_s: float | None,
                     thresholds: tuple[str, ...]):
     """The --segments settings, or None without --segments (bad values: BadParameter)."""
-    from scanner.segments import SegmentConfig, parse_thresholds
+    from scanner.events.segments import SegmentConfig, parse_thresholds
 
     given = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
              "min_event_s": min_event_s}

@@ -1,11 +1,11 @@
 """Engines: how the shared stages are scheduled. Each runs discover -> decode -> embed -> head -> rows.
 
-* ``local`` (:func:`scanner.pipeline.scan`): decode worker processes on this machine, the
+* ``local`` (:func:`scanner.engines.driver.scan`): decode worker processes on this machine, the
   models in this process.
 * ``ray`` (:func:`scanner.engines.ray_engine.scan_ray`): a Ray Dataset of files, decoding in
   CPU tasks, the models in an actor pool (GPUs when the cluster has them).
 
-Both take the same arguments and return the same :class:`~scanner.pipeline.ScanSummary`, and
+Both take the same arguments and return the same :class:`~scanner.engines.driver.ScanSummary`, and
 write the same table. The entries import their engine lazily, so listing the engines (the
 CLI's ``--engine`` choices) imports neither Ray nor a model framework.
 """
@@ -22,7 +22,7 @@ from scanner.registry import Registry
 if TYPE_CHECKING:
     from scanner.classify import Classifier
     from scanner.config import ScanConfig
-    from scanner.pipeline import ScanSummary
+    from scanner.engines.driver import ScanSummary
 
 Engine = Callable[..., "ScanSummary"]
 ENGINES: Registry[Engine] = Registry("engine")
@@ -36,7 +36,7 @@ def run_local(paths: Sequence[str | Path], out: str | Path, config: ScanConfig |
     """The local engine (``address`` must be None: it belongs to the Ray engine)."""
     if address is not None:
         raise ConfigError("a Ray address was given but the engine is 'local'; use --engine ray")
-    from scanner.pipeline import scan
+    from scanner.engines.driver import scan
 
     return scan(paths, out, config, classifier=classifier, on_files=on_files, on_row=on_row)
 

@@ -46,10 +46,10 @@ import numpy as np
 import pyarrow as pa
 
 from scanner.config import ScanConfig
-from scanner.decode import decode_task, plan_tasks
-from scanner.embed import FileResult, Stitcher, embed_items, overlap_for, with_overlap
+from scanner.audio.decode import decode_task, plan_tasks
+from scanner.engines.local import FileResult, Stitcher, embed_items, overlap_for, with_overlap
 from scanner.errors import ConfigError
-from scanner.pipeline import (
+from scanner.engines.driver import (
     ScanSummary,
     load_classifier,
     make_row,
@@ -93,7 +93,7 @@ def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | 
              on_files: Callable[[int], None] | None = None,
              on_row: Callable[[dict[str, Any]], None] | None = None,
              decode: Decode | None = None) -> ScanSummary:
-    """Scans ``paths`` on Ray and writes the same table as :func:`scanner.pipeline.scan`.
+    """Scans ``paths`` on Ray and writes the same table as :func:`scanner.engines.driver.scan`.
 
     Args:
         paths: Folders (walked recursively) and files, on storage every Ray node mounts.

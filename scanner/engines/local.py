@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
-from scanner.decode import plan_tasks
-from scanner.decode_pool import DecodePool
+from scanner.audio.decode import plan_tasks
+from scanner.audio.pool import DecodePool
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask, Embedding
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
     """Yields one FileResult per file, in order, embedding with every backbone.
 
     Args:
-        files: Files to read (see :func:`scanner.discover.discover`).
+        files: Files to read (see :func:`scanner.audio.discover.discover`).
         backbones: Models to run; each decoded clip is decoded once and fed to all.
         workers: Decode processes (None: one per core; 0: decode in this process).
         batch_s: Seconds of audio gathered before the models run while they are busy.

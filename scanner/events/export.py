@@ -58,7 +58,7 @@ class ExportResult:
 
 def read_table(path: Path) -> Any:
     """A pyarrow table from a ``.parquet`` or ``.csv`` results file (ScannerError if unreadable)."""
-    from scanner.writer import FORMATS, format_for
+    from scanner.output.writer import FORMATS, format_for
 
     try:
         return FORMATS.get(format_for(Path(path)))().read(Path(path))
@@ -106,7 +106,7 @@ def read_annotations(results: Path) -> tuple[list[Annotation], Source, Path]:
     Raises:
         ScannerError: The table is unreadable or is neither kind.
     """
-    from scanner.segments import events_path
+    from scanner.events.segments import events_path
 
     results = Path(results)
     table = read_table(results)
@@ -293,7 +293,7 @@ def export(results: Path, fmt: str, out_dir: Path | None = None, *,
         ScannerError: The table cannot be read, or is not a results or events table.
         KeyError: ``fmt`` is not a registered format.
     """
-    from scanner.segments import DEFAULT_BACKGROUND
+    from scanner.events.segments import DEFAULT_BACKGROUND
 
     exporter = EXPORTERS.get(fmt)()
     annotations, source, table = read_annotations(Path(results))

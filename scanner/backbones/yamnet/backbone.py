@@ -2,8 +2,8 @@
 
 Runs from a local ``.tflite`` file (CPU), a local SavedModel folder, or TF Hub
 (``google/yamnet/1``, CPU or GPU). The framing arithmetic and the packing of many short
-clips into one model call live in :mod:`scanner.backbones.yamnet_frames`; the frameworks
-in :mod:`scanner.backbones.yamnet_runtime`.
+clips into one model call live in :mod:`scanner.backbones.yamnet.frames`; the frameworks
+in :mod:`scanner.backbones.yamnet.runtime`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones import register_backbone
-from scanner.backbones import yamnet_runtime as rt
+from scanner.backbones.yamnet import runtime as rt
 from scanner.backbones.base import Backbone
 from scanner.backbones.replicas import Replicas
 from scanner.backbones.sources import MODEL_DIR_ENV, hub_offline, model_dir
-from scanner.backbones.yamnet_frames import (
+from scanner.backbones.yamnet.frames import (
     MIN_SAMPLES,
     PATCH_HOP_SAMPLES,
     SAMPLE_RATE_HZ,
@@ -32,7 +32,7 @@ from scanner.backbones.yamnet_frames import (
     n_patches,
     plan_calls,
 )
-from scanner.backbones.yamnet_split import SplitRunner, load_split, patch_view
+from scanner.backbones.yamnet.split import SplitRunner, load_split, patch_view
 from scanner.errors import ConfigError, ModelNotFoundError, ScannerError
 from scanner.records import Embedding
 
@@ -113,7 +113,7 @@ class YAMNetBackbone(Backbone):
                 (single-threaded interpreters need no per-layer barriers).
             split: TFLite only: run the model as two halves, the log-mel front end on packed
                 waveforms and the patch network on the patches clips need (see
-                :mod:`scanner.backbones.yamnet_split`). None: where the file can be cut and
+                :mod:`scanner.backbones.yamnet.split`). None: where the file can be cut and
                 the halves match the whole model on a test input; False: never.
 
         Raises:

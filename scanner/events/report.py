@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.errors import ScannerError
-from scanner.export import read_table
+from scanner.events.export import read_table
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class ReportData:
 
 
 def _metadata(results: Path, table: Any) -> dict[str, Any]:
-    from scanner.writer import sidecar_path
+    from scanner.output.writer import sidecar_path
 
     raw = (table.schema.metadata or {}).get(b"scanner")
     try:
@@ -116,7 +116,7 @@ def load_report(results: Path, *, top_files: int = 10, max_errors: int = 50) -> 
     Raises:
         ScannerError: ``results`` is unreadable or not a scanner file table.
     """
-    from scanner.segments import DEFAULT_BACKGROUND, events_path, segments_path
+    from scanner.events.segments import DEFAULT_BACKGROUND, events_path, segments_path
 
     results = Path(results)
     table = read_table(results)

@@ -22,9 +22,9 @@ from scanner.errors import ConfigError
 from scanner.records import AudioFile
 
 if TYPE_CHECKING:
-    from scanner.decode_pool import DecodePool
-    from scanner.embed import FileResult
-    from scanner.segments import SegmentConfig
+    from scanner.audio.pool import DecodePool
+    from scanner.engines.local import FileResult
+    from scanner.events.segments import SegmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,12 @@ def table_metadata(config: ScanConfig, classifier: Classifier) -> dict[bytes, by
 
 def results_schema(config: ScanConfig, classifier: Classifier):
     """The file table's arrow schema, with the scan's metadata (the same for every engine)."""
-    from scanner.rows import arrow_schema, column_types
+    from scanner.output.rows import arrow_schema, column_types
 
     names = [m.backbone.name for m in classifier.models]
     columns = column_types(classifier.classes, names)
     if config.segments is not None:
-        from scanner.segments import summary_columns
+        from scanner.events.segments import summary_columns
 
         columns.update(summary_columns(classifier.classes, config.segments.background))
     return arrow_schema(columns, table_metadata(config, classifier))
@@ -113,9 +113,9 @@ class _EventSinks:
     """The segments and events tables beside the file table (``scan --segments``)."""
 
     def __init__(self, out: Path, config: ScanConfig, classifier: Classifier, fmt: str) -> None:
-        from scanner.rows import arrow_schema
-        from scanner.segments import event_columns, events_path, segment_columns, segments_path
-        from scanner.writer import TableSink
+        from scanner.output.rows import arrow_schema
+        from scanner.events.segments import event_columns, events_path, segment_columns, segments_path
+        from scanner.output.writer import TableSink
 
         meta = table_metadata(config, classifier)
         # sort_by="path" is a stable sort: each file's rows stay in time order
@@ -129,7 +129,7 @@ class _EventSinks:
     def add(self, result: FileResult, row: dict[str, Any], classifier: Classifier,
             config: SegmentConfig) -> None:
         """Analyses one file's windows; adds its event summary to ``row``."""
-        from scanner.segments import analyse_result
+        from scanner.events.segments import analyse_result
 
         if row["status"] != "ok":
             return
@@ -163,13 +163,13 @@ class _EmbeddingStore:
     """``scan --cache``: files' pooled embeddings into the cache ``scanner train`` reads."""
 
     def __init__(self, config: ScanConfig, classifier: Classifier) -> None:
-        from scanner.cache import EmbeddingCache
+        from scanner.output.cache import EmbeddingCache
 
         self.caches = {m.backbone.name: EmbeddingCache.for_backbone(config.cache_dir, m.backbone)
                        for m in classifier.models}
 
     def add(self, result: FileResult) -> None:
-        from scanner.cache import ORIGINAL_VIEW, file_digest
+        from scanner.output.cache import ORIGINAL_VIEW, file_digest
         from scanner.heads.base import pool
 
         if result.info is not None and result.info.truncated_to_s is not None:
@@ -195,7 +195,7 @@ def local_rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier
 
     ``pool``: decode workers already started (closed when the rows end); None starts them.
     """
-    from scanner.embed import embed_files
+    from scanner.engines.local import embed_files
 
     store = _EmbeddingStore(config, classifier) if config.cache else None
     for result in embed_files(todo, classifier.backbones, workers=config.workers, pool=pool,
@@ -232,8 +232,8 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
     Returns:
         A summary. Raises ScanInterrupted on Ctrl-C after keeping the committed rows.
     """
-    from scanner.discover import discover
-    from scanner.writer import TableSink, format_for
+    from scanner.audio.discover import discover
+    from scanner.output.writer import TableSink, format_for
 
     config = config or ScanConfig()
     if rows is not None and config.segments is not None:
@@ -304,8 +304,8 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
 def _start_decode_pool(config: ScanConfig, classifier: Classifier | None) -> DecodePool | None:
     """Decode workers for the local engine, booting now; None if the rate is not yet known."""
     from scanner.backbones import BACKBONES
-    from scanner.decode_pool import DecodePool
-    from scanner.embed import IN_FLIGHT
+    from scanner.audio.pool import DecodePool
+    from scanner.engines.local import IN_FLIGHT
 
     if classifier is not None:
         rates = {b.sample_rate_hz for b in classifier.backbones}
@@ -325,7 +325,7 @@ def make_row(result: FileResult, classifier: Classifier) -> dict[str, Any]:
 
     Shared by every engine.
     """
-    from scanner.rows import build_row
+    from scanner.output.rows import build_row
 
     classes = classifier.classes
     backbone_label = "+".join(m.backbone.name for m in classifier.models)
@@ -350,7 +350,7 @@ def make_row(result: FileResult, classifier: Classifier) -> dict[str, Any]:
 def _resume_filter(files: list[AudioFile], previous: list[dict[str, Any]]
                    ) -> tuple[list[AudioFile], int, set[str]]:
     """Files still to do, how many are done, and earlier rows to replace (transient errors)."""
-    from scanner.rows import path_text
+    from scanner.output.rows import path_text
 
     done: dict[str, tuple[int, int, str | None]] = {
         r["path"]: (r["size_bytes"], r["mtime_ns"], r["error_kind"] if r["status"] == "error"

@@ -4,7 +4,7 @@ Each backend reads one bounded part of a file block by block and streams it thro
 :class:`MonoSink` (channel mean, then soxr resampling), so memory stays bounded by the part,
 never by what a header claims. Backends raise :class:`~scanner.errors.DecodeError` for what
 they cannot read and return a :class:`RawDecode` for the rest; judging whether what came back
-is complete (truncated? non-finite?) is :mod:`scanner.decode`'s job.
+is complete (truncated? non-finite?) is :mod:`scanner.audio.decode`'s job.
 
 No TensorFlow or torch here: this runs in decode worker processes.
 """

@@ -3,7 +3,7 @@
 The converted model turns a waveform into log-mel frames, frames those into 0.96 s patches
 (``[N, 96, 64, 1]``, the first convolution's input) and runs MobileNet on each patch. Many
 short clips packed into one waveform pay for the patches that straddle two clips (2 per
-clip, see :mod:`scanner.backbones.yamnet_frames`). Cut in two, the front end (about a
+clip, see :mod:`scanner.backbones.yamnet.frames`). Cut in two, the front end (about a
 quarter of the work) still runs on packed waveforms, but the network runs only on the
 patches clips need, taken from any number of clips: on 3 s clips that is a quarter less
 work for the expensive half.
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from scanner.backbones.yamnet_frames import PATCH_FRAMES, PATCH_HOP_FRAMES
-from scanner.backbones.yamnet_runtime import Outputs, TFLiteRunner
+from scanner.backbones.yamnet.frames import PATCH_FRAMES, PATCH_HOP_FRAMES
+from scanner.backbones.yamnet.runtime import Outputs, TFLiteRunner
 
 log = logging.getLogger(__name__)
 

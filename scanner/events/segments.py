@@ -31,7 +31,7 @@ from scanner.heads.base import pool
 
 if TYPE_CHECKING:
     from scanner.classify import Classifier
-    from scanner.embed import FileResult
+    from scanner.engines.local import FileResult
     from scanner.records import Embedding
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class FileSegments:
 # -- table layout ---------------------------------------------------------------------------
 
 def segment_columns(classes: Sequence[str]) -> dict[str, str]:
-    """Column name -> arrow type name of the segment table (``scanner.rows`` type names)."""
+    """Column name -> arrow type name of the segment table (``scanner.output.rows`` type names)."""
     cols = {"path": "string", "start_s": "float64", "end_s": "float64", "label": "string",
             "confidence": "float64"}
     cols.update({f"prob_{c}": "float64" for c in classes})
@@ -380,7 +380,7 @@ def analyse_file(classifier: Classifier, embeddings: Mapping[str, Embedding], du
     Args:
         classifier: The scan's models; their heads read pooled window features.
         embeddings: By backbone name, every patch of the file (``starts_s`` in file time),
-            as in :attr:`scanner.embed.FileResult.embeddings`.
+            as in :attr:`scanner.engines.local.FileResult.embeddings`.
         duration_s: The analysed length of the file (the cut length with ``--max-duration``).
         config: Windows, smoothing, thresholds and minimum event length.
     """

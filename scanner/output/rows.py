@@ -10,7 +10,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from scanner.classify import Prediction
-    from scanner.embed import FileResult
+    from scanner.engines.local import FileResult
 
 BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("path", "string"),

@@ -19,8 +19,8 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from scanner.containers import ContainerFacts, container_facts, describe_bytes
-from scanner.decoders import RawDecode, decode_pyav, decode_soundfile
+from scanner.audio.containers import ContainerFacts, container_facts, describe_bytes
+from scanner.audio.decoders import RawDecode, decode_pyav, decode_soundfile
 from scanner.errors import ConfigError, DecodeError, ErrorKind
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
 

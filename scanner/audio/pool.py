@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from queue import Empty
 
-from scanner.decode import decode_task
+from scanner.audio.decode import decode_task
 from scanner.records import DecodedClip, DecodeFailure, DecodeTask
 
 log = logging.getLogger(__name__)
