@@ -84,6 +84,21 @@ class Classifier:
         combined = sum(self.weights[name] * p for name, p in per.items())
         return Prediction(per, np.asarray(combined, np.float32))
 
+    def predict_windows(self, embeddings: Mapping[str, Embedding], starts_s: NDArray[np.float64],
+                        ends_s: NDArray[np.float64]) -> Prediction:
+        """Probabilities for each window of one file, every head reading its own backbone."""
+        per: dict[str, NDArray[np.float32]] = {}
+        for m in self.models:
+            emb = embeddings[m.backbone.name]
+            if np.any(np.diff(emb.starts_s) < 0):  # heads need patches in time order
+                order = np.argsort(emb.starts_s, kind="stable")
+                emb = Embedding(emb.embeddings[order], emb.starts_s[order], emb.window_s,
+                                None if emb.scores is None else emb.scores[order])
+            p = m.head.predict_windows(emb, starts_s, ends_s)
+            per[m.backbone.name] = align_classes(p, m.head.classes, self.classes)
+        combined = sum(self.weights[name] * p for name, p in per.items())
+        return Prediction(per, np.asarray(combined, np.float32))
+
     def predict_file(self, embeddings: Mapping[str, Embedding]) -> Prediction:
         """One prediction for a whole file: each head pools all of the file's patches."""
         features = {m.backbone.name: m.head.pooled(embeddings[m.backbone.name])[None, :]

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.errors import ConfigError
-from scanner.heads.base import pool
+from scanner.heads.base import window_patches
 
 if TYPE_CHECKING:
     from scanner.classify import Classifier
@@ -211,25 +211,14 @@ def window_starts(duration_s: float, window_s: float, hop_s: float) -> NDArray[n
 
 def patches_in(starts_s: NDArray[np.float64], patch_s: float, t0: float, t1: float
                ) -> NDArray[np.intp]:
-    """Indices of the patches pooled for window ``[t0, t1)``.
-
-    Patches whose centre lies in the window; when there is none (patches longer than the
-    window, e.g. Wav2Vec2's), the patches that overlap it most.
-    """
-    centres = starts_s + patch_s / 2  # patches come in time order
-    lo, hi = np.searchsorted(centres, [t0, t1], side="left")
-    if hi > lo or starts_s.size == 0:
-        return np.arange(lo, hi)
-    overlap = np.minimum(starts_s + patch_s, t1) - np.maximum(starts_s, t0)
-    if overlap.max() > 0:
-        return np.flatnonzero(overlap >= overlap.max() - 1e-9)
-    return np.array([int(np.argmin(np.abs(centres - (t0 + t1) / 2)))])
+    """Indices of the patches pooled for window ``[t0, t1)`` (see :func:`window_patches`)."""
+    return window_patches(starts_s, patch_s, np.array([t0]), np.array([t1]))[0]
 
 
 def window_probabilities(classifier: Classifier, embeddings: Mapping[str, Embedding],
                          duration_s: float, config: SegmentConfig
                          ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float32]]:
-    """Runs every head on every window.
+    """Runs every head on every window (each head's :meth:`~scanner.heads.base.Head.predict_windows`).
 
     Returns:
         ``(starts_s [n], ends_s [n], probs [n, classes])``, in the classifier's class order.
@@ -244,22 +233,7 @@ def window_probabilities(classifier: Classifier, embeddings: Mapping[str, Embedd
         span = min(span, float(emb.starts_s.max()) + emb.window_s)
     starts = window_starts(span, config.window_s, config.hop_s)
     ends = np.minimum(starts + config.window_s, span)
-    features: dict[str, NDArray[np.float32]] = {}
-    for m in classifier.models:
-        emb = embeddings[m.backbone.name]
-        values, patch_starts = m.head.select(emb), emb.starts_s
-        if np.any(np.diff(patch_starts) < 0):  # searchsorted needs patches in time order
-            order = np.argsort(patch_starts, kind="stable")
-            values, patch_starts = values[order], patch_starts[order]
-        centres = patch_starts + emb.window_s / 2
-        lo = np.searchsorted(centres, starts, side="left")
-        hi = np.searchsorted(centres, ends, side="left")
-        features[m.backbone.name] = np.stack([
-            pool(values[lo[k]:hi[k]] if hi[k] > lo[k] else
-                 values[patches_in(patch_starts, emb.window_s, starts[k], ends[k])],
-                 m.head.pooling)
-            for k in range(len(starts))])
-    return starts, ends, classifier.predict_features(features).probs
+    return starts, ends, classifier.predict_windows(embeddings, starts, ends).probs
 
 
 # -- from probabilities to events -----------------------------------------------------------

@@ -23,6 +23,31 @@ def pool(values: NDArray[np.float32], pooling: Pooling) -> NDArray[np.float32]:
     return out.astype(np.float32)
 
 
+def window_patches(patch_starts_s: NDArray[np.float64], patch_s: float,
+                   starts_s: NDArray[np.float64], ends_s: NDArray[np.float64]
+                   ) -> list[NDArray[np.intp]]:
+    """For each window ``[starts_s[k], ends_s[k])``, the indices of the patches pooled for it.
+
+    Patches whose centre lies in the window; when there is none (patches longer than the
+    window, e.g. Wav2Vec2's), the patches that overlap it most. Patches must be in time order.
+    """
+    centres = patch_starts_s + patch_s / 2
+    lo = np.searchsorted(centres, starts_s, side="left")
+    hi = np.searchsorted(centres, ends_s, side="left")
+    out = []
+    for k in range(len(starts_s)):
+        if hi[k] > lo[k] or patch_starts_s.size == 0:
+            out.append(np.arange(lo[k], hi[k]))
+            continue
+        t0, t1 = starts_s[k], ends_s[k]
+        overlap = np.minimum(patch_starts_s + patch_s, t1) - np.maximum(patch_starts_s, t0)
+        if overlap.max() > 0:
+            out.append(np.flatnonzero(overlap >= overlap.max() - 1e-9))
+        else:
+            out.append(np.array([int(np.argmin(np.abs(centres - (t0 + t1) / 2)))]))
+    return out
+
+
 class Head(ABC):
     """Maps pooled features of one backbone to probabilities over ``classes``.
 
@@ -70,6 +95,31 @@ class Head(ABC):
     def pooled(self, emb: Embedding) -> NDArray[np.float32]:
         """One pooled feature vector for a whole backbone output."""
         return pool(self.select(emb), self.pooling)
+
+    def detection_thresholds(self) -> dict[str, float]:
+        """Per-class probabilities a window needs to make an event, chosen on validation.
+
+        Empty when the head has none (the scan then uses its defaults).
+        """
+        return dict(getattr(self, "thresholds", None) or {})
+
+    def predict_windows(self, emb: Embedding, starts_s: NDArray[np.float64],
+                        ends_s: NDArray[np.float64]) -> NDArray[np.float32]:
+        """Probabilities for each window ``[starts_s[k], ends_s[k])`` of one file.
+
+        Args:
+            emb: Every patch of the file, in time order (``starts_s`` in file time).
+            starts_s, ends_s: ``[windows]`` window extents in file time.
+
+        Returns:
+            ``[windows, len(classes)]``. The default pools the patches whose centre lies in
+            each window (see :func:`window_patches`) and calls :meth:`predict_proba`; a head
+            that reads neighbouring patches (temporal context) overrides this.
+        """
+        values = self.select(emb)
+        features = np.stack([pool(values[idx], self.pooling)
+                             for idx in window_patches(emb.starts_s, emb.window_s, starts_s, ends_s)])
+        return self.predict_proba(features)
 
     def check_model(self, backbone: Any) -> None:
         """Raises HeadMismatchError unless this head can read ``backbone``'s output."""
