@@ -149,3 +149,29 @@ def make_bad_inputs(folder: str | Path) -> dict[str, BadInput]:
     write_audio(add("multichannel", "eight_channels_96k.wav", None, "8 channels, 96 kHz, float"),
                 sine(1000, 0.5, 96000, amplitude=0.2, channels=8), 96000, subtype="FLOAT")
     return out
+
+
+def verdict_problems(row: dict, classes: tuple[str, ...] = ("cry", "screaming", "not_screaming"),
+                     background: str = "not_screaming") -> list[str]:
+    """What is wrong with an ok row's verdict (empty when it is consistent).
+
+    The label is an event class exactly when the file has events, with a confidence no higher
+    than that class's peak window probability; otherwise the background, with confidence one
+    minus the highest window probability of any event class.
+    """
+    targets = [c for c in classes if c != background]
+    problems = []
+    if row.get("n_events"):
+        if row["label"] not in targets or not row[f"has_{row['label']}"]:
+            problems.append(f"label {row['label']!r} with {row['n_events']} events")
+        elif row["confidence"] > row[f"max_prob_{row['label']}"] + 1e-9:
+            problems.append("confidence above the class's peak window probability")
+    elif "n_events" in row and row["n_events"] is not None:
+        if row["label"] != background or any(row[f"has_{c}"] for c in targets):
+            problems.append(f"label {row['label']!r} without events")
+        elif abs(row["confidence"] - (1 - max(row[f"max_prob_{c}"] for c in targets))) > 1e-9:
+            problems.append("background confidence is not 1 - the highest window probability")
+    means = [row[f"mean_prob_{c}"] for c in classes]
+    if abs(sum(means) - 1) > 1e-5:
+        problems.append("mean probabilities do not sum to 1")
+    return problems

@@ -300,7 +300,7 @@ def test_empty_embedding_gives_no_segments():
 
 
 def test_analyse_result_uses_the_cut_length_and_skips_failures():
-    from scanner.engines.local import ClipInfo, FileResult
+    from scanner.records import ClipInfo, FileResult
     from scanner.records import AudioFile, DecodeFailure, DecodeTask
 
     backbone = FakeBackbone()

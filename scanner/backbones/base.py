@@ -64,6 +64,11 @@ class Backbone(ABC):
         """
         return [self.embed(w) for w in waveforms]
 
+    @property
+    def can_use_gpu(self) -> bool:
+        """Whether this model, as loaded, can run on a GPU (an engine reserves GPUs for it)."""
+        return False
+
     def config(self) -> dict[str, Any]:
         """The preprocessing facts a head records and checks."""
         return {

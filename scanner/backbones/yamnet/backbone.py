@@ -19,10 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones import register_backbone
-from scanner.backbones.yamnet import runtime as rt
 from scanner.backbones.base import Backbone
 from scanner.backbones.replicas import Replicas
 from scanner.backbones.sources import MODEL_DIR_ENV, hub_offline, model_dir
+from scanner.backbones.yamnet import runtime as rt
 from scanner.backbones.yamnet.frames import (
     MIN_SAMPLES,
     PATCH_HOP_SAMPLES,
@@ -228,6 +228,11 @@ class YAMNetBackbone(Backbone):
                 f"{self._source} is not YAMNet: {embeddings.shape[0]} patches for 0.48 s, not 1")
         log.info("YAMNet loaded from %s (%s, %s)", self._source, self._runner.format,
                  "with its class map" if self.score_names else "no class map")
+
+    @property
+    def can_use_gpu(self) -> bool:
+        """TensorFlow (a SavedModel, TF Hub) can; the TFLite runtime has no GPU path here."""
+        return self._runner.format != "tflite"
 
     @property
     def identity(self) -> dict[str, Any]:
