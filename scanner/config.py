@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from scanner.constants import DEFAULT_BATCH_S, DEFAULT_DECODE_TIMEOUT_S, DEFAULT_PART_S
+
 
 @dataclass(frozen=True)
 class ScanConfig:
@@ -55,10 +57,10 @@ class ScanConfig:
     workers: int | None = None
     threads: int | None = None
     device: str = "auto"
-    batch_s: float = 60.0
-    part_s: float = 120.0
+    batch_s: float = DEFAULT_BATCH_S
+    part_s: float = DEFAULT_PART_S
     max_duration_s: float | None = None
-    decode_timeout_s: float | None = 300.0
+    decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S
     resume: bool = False
     cache: bool = False
     cache_dir: str | None = None

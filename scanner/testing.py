@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -175,3 +176,31 @@ def verdict_problems(row: dict, classes: tuple[str, ...] = ("cry", "screaming", 
     if abs(sum(means) - 1) > 1e-5:
         problems.append("mean probabilities do not sum to 1")
     return problems
+
+
+def fake_scan_config(head: Any, **kw: Any) -> Any:
+    """A ScanConfig for the fake backbone with the head folder ``head`` (pipeline tests)."""
+    from scanner.config import ScanConfig
+
+    return ScanConfig(backbones=("fake",), heads={"fake": str(head)}, **kw)
+
+
+def rows_by_name(rows: list[dict]) -> dict[str, dict]:
+    """Table rows keyed by their file's name."""
+    from pathlib import Path
+
+    return {Path(r["path"]).name: r for r in rows}
+
+
+def deleting_after_discovery(victim: Path) -> Any:
+    """``discover`` as it is, but ``victim`` is deleted once the files are listed."""
+    import scanner.audio.discover
+
+    real_discover = scanner.audio.discover.discover
+
+    def discover_then_delete(*args, **kwargs):
+        files = real_discover(*args, **kwargs)
+        victim.unlink()
+        return files
+
+    return discover_then_delete

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from scanner.constants import SAMPLE_RATE_HZ
 from scanner.records import Embedding
 
 
@@ -29,7 +30,7 @@ class Backbone(ABC):
     """
 
     name: ClassVar[str]
-    sample_rate_hz: ClassVar[int] = 16_000
+    sample_rate_hz: ClassVar[int] = SAMPLE_RATE_HZ
     embedding_dim: int
     window_s: float
     hop_s: float

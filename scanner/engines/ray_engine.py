@@ -49,6 +49,7 @@ import pyarrow as pa
 
 from scanner.audio.decode import decode_task
 from scanner.config import ScanConfig
+from scanner.device import parse_device
 from scanner.engines.driver import ScanSummary, scan
 from scanner.engines.stages import (
     Batcher,
@@ -193,13 +194,14 @@ def actor_plan(resources: Mapping[str, float], config: ScanConfig, *,
     """
     cpus = max(1, int(resources.get("CPU", 1)))
     gpus = int(resources.get("GPU", 0)) if gpu_models else 0
-    device = (config.device or "auto").strip().lower()
+    wanted = parse_device(config.device)
     threads = min(config.threads or 1, cpus)
-    if device.startswith("cuda") and gpu_models and not gpus:
+    if wanted.wants_cuda and gpu_models and not gpus:
         raise ConfigError(f"device {config.device!r} was asked for but the Ray cluster has no GPU")
-    if gpus and device != "cpu":
+    device = str(wanted)
+    if gpus and wanted.kind != "cpu":
         # Ray gives each actor its own GPU through CUDA_VISIBLE_DEVICES: inside, it is "cuda".
-        return ActorPlan(gpus, threads, 1, "cuda" if device.startswith("cuda") else device)
+        return ActorPlan(gpus, threads, 1, "cuda" if wanted.wants_cuda else device)
     # Measured on a mixed folder (docs/ray.md): decoding ~1,700x realtime per core, the
     # TFLite YAMNet 180-450x per thread, so on CPUs the model needs most of the cores.
     decode_cpus = max(1, math.ceil(cpus * DECODE_CPU_SHARE))
