@@ -33,11 +33,9 @@ def _write(root: Path, rel: str, x: np.ndarray, sr: int) -> None:
     sf.write(path, x.astype(np.float32), sr)
 
 
-@pytest.fixture()
-def tiny_dataset(tmp_path: Path) -> Path:
+def write_tiny_dataset(root: Path) -> Path:
     """Noise beds (16 and 8 kHz) and tone events padded with silence, 4 groups per label."""
     rng = np.random.default_rng(0)
-    root = tmp_path / "clips"
     rows = []
     for g in range(4):
         for k in range(3):
@@ -58,6 +56,11 @@ def tiny_dataset(tmp_path: Path) -> Path:
         w.writerow(["file", "label", "group", "seconds", "version"])
         w.writerows([(*r, "v1") for r in rows])
     return root
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path: Path) -> Path:
+    return write_tiny_dataset(tmp_path / "clips")
 
 
 SMALL = SoundscapeConfig(minutes=(1.0, 1.0), events_per_recording=(3, 3), snr_db=(10.0, 10.0),

@@ -68,7 +68,7 @@ def _items(path: str, events: Iterable[Event]) -> list[dict[str, Any]]:
 
 def _sed_eval(classes: Sequence[str], reference: Mapping[str, Sequence[Event]],
               estimated: Mapping[str, Sequence[Event]], durations_s: Mapping[str, float]
-              ) -> tuple[Any, Any]:
+              ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     with warnings.catch_warnings():  # dcase_util imports pkg_resources
         warnings.simplefilter("ignore")
         try:
@@ -89,7 +89,9 @@ def _sed_eval(classes: Sequence[str], reference: Mapping[str, Sequence[Event]],
         ends = [e["offset"] for e in (*ref, *est)]
         segment.evaluate(reference_event_list=ref, estimated_event_list=est,
                          evaluated_length_seconds=max([float(duration), *ends]))
-    return event, segment
+    with warnings.catch_warnings():  # numpy's "mean of empty slice" for a class with no events
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return event, segment, event.results(), segment.results()
 
 
 def _scores(block: Mapping[str, Any], count: Mapping[str, float]) -> dict[str, Any]:
@@ -171,8 +173,7 @@ def detection_metrics(classes: Sequence[str], reference: Mapping[str, Sequence[E
     """
     classes = list(classes)
     paths = list(durations_s)
-    event_metrics, segment_metrics = _sed_eval(classes, reference, estimated, durations_s)
-    event, segment = event_metrics.results(), segment_metrics.results()
+    event_metrics, segment_metrics, event, segment = _sed_eval(classes, reference, estimated, durations_s)
     flags = file_flags(classes, reference, estimated, paths)
     alarms, free_hours = false_alarms(classes, reference, estimated, durations_s)
     per_class = {c: {"event": _scores(event["class_wise"][c], event_metrics.class_wise[c]),
