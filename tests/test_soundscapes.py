@@ -86,6 +86,10 @@ def test_truth_is_where_the_tone_is_and_snr_is_as_drawn(tiny_dataset: Path) -> N
         spectrum = np.abs(np.fft.rfft(inside))
         freqs = np.fft.rfftfreq(len(inside), 1 / sr)
         assert abs(freqs[np.argmax(spectrum)] - TONES_HZ[label]) < 5.0
+    bed = scape.bed_details  # the clips of the bed tile the recording, end to end
+    assert bed[0]["start"] == 0 and bed[-1]["end"] == pytest.approx(scape.duration_s)
+    assert all(a["end"] == b["start"] for a, b in zip(bed, bed[1:], strict=False))
+    assert {b["group"] for b in bed} == set(scape.bed_groups)
     onsets = [e[1] for e in scape.events]
     assert onsets == sorted(onsets)
     assert all(b[1] - a[2] >= 2.0 for a, b in zip(scape.events, scape.events[1:], strict=False))

@@ -135,6 +135,8 @@ class Soundscape:
         event_groups: Groups of the event clips used, sorted.
         sample_rate_hz: Sample rate of ``waveform``.
         event_details: Per event: its clip (relative file), group and drawn SNR.
+        bed_details: Per background clip of the bed: its clip, group, start, end and level,
+            so a false alarm can be traced to the clip under it.
     """
 
     name: str
@@ -144,6 +146,7 @@ class Soundscape:
     event_groups: tuple[str, ...]
     sample_rate_hz: int = SAMPLE_RATE_HZ
     event_details: list[dict[str, Any]] = field(default_factory=list)
+    bed_details: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -257,10 +260,10 @@ class _ClipAudio:
 
 
 def _bed(rng: np.random.Generator, background: Sequence[Clip], n_samples: int,
-         config: SoundscapeConfig, audio: _ClipAudio) -> tuple[NDArray[np.float32], set[str]]:
+         config: SoundscapeConfig, audio: _ClipAudio) -> tuple[NDArray[np.float32], list[dict[str, Any]]]:
     sr = config.sample_rate_hz
     bed = (db_to_amplitude(config.noise_db) * rng.standard_normal(n_samples)).astype(np.float32)
-    groups: set[str] = set()
+    placed: list[dict[str, Any]] = []
     pos = silent = 0
     while pos < n_samples:
         clip = background[int(rng.integers(len(background)))]
@@ -271,12 +274,13 @@ def _bed(rng: np.random.Generator, background: Sequence[Clip], n_samples: int,
             if silent > MAX_PLACEMENT_TRIES:
                 raise ConfigError("the background clips are silent: no bed can be made")
             continue
-        gain = db_to_amplitude(float(rng.uniform(*config.bed_gain_db))) / rms
-        piece = fade((x * gain).astype(np.float32), sr)[: n_samples - pos]
+        level_db = float(rng.uniform(*config.bed_gain_db))
+        piece = fade((x * (db_to_amplitude(level_db) / rms)).astype(np.float32), sr)[: n_samples - pos]
         bed[pos:pos + len(piece)] += piece
+        placed.append({"clip": clip.file or str(clip.path), "group": clip.group, "start": pos / sr,
+                       "end": (pos + len(piece)) / sr, "level_db": round(level_db, 2)})
         pos += len(piece)
-        groups.add(clip.group)
-    return bed, groups
+    return bed, placed
 
 
 def _place(rng: np.random.Generator, length: int, n_samples: int, taken: list[tuple[int, int]],
@@ -320,7 +324,7 @@ def generate(clips: Sequence[Clip], n_recordings: int, config: SoundscapeConfig 
     for i in range(n_recordings):
         rng = np.random.default_rng([seed, 1, i])
         n_samples = int(round(float(rng.uniform(*config.minutes)) * 60.0 * sr))
-        bed, bed_groups = _bed(rng, background, n_samples, config, audio)
+        bed, placed = _bed(rng, background, n_samples, config, audio)
         mix = bed.copy()
         n_events = 0 if i in background_only else int(rng.integers(config.events_per_recording[0],
                                                                      config.events_per_recording[1] + 1))
@@ -350,8 +354,9 @@ def generate(clips: Sequence[Clip], n_recordings: int, config: SoundscapeConfig 
         yield Soundscape(
             name=f"{prefix}_{i:0{width}d}", waveform=mix.astype(np.float32, copy=False),
             events=[(d["label"], d["onset"], d["offset"]) for d in details],
-            bed_groups=tuple(sorted(bed_groups)), event_groups=tuple(sorted({d["group"] for d in details})),
-            sample_rate_hz=sr, event_details=details)
+            bed_groups=tuple(sorted({b["group"] for b in placed})),
+            event_groups=tuple(sorted({d["group"] for d in details})),
+            sample_rate_hz=sr, event_details=details, bed_details=placed)
 
 
 def recordings_for_hours(hours: float, config: SoundscapeConfig) -> int:
@@ -408,7 +413,7 @@ def write_set(dataset_dir: str | Path, out_dir: str | Path, *, split: str = "tes
         bed_used.update(scape.bed_groups)
         event_used.update(scape.event_groups)
         recordings.append({"file": name, "duration_s": round(scape.duration_s, 3),
-                           "events": scape.event_details, "bed_groups": list(scape.bed_groups)})
+                           "events": scape.event_details, "bed": scape.bed_details})
     truth_path = write_truth(out / "truth.csv", truth)
     manifest = {
         "dataset": str(Path(dataset_dir)), "split": split, "hours": hours, "seed": seed,
