@@ -36,15 +36,17 @@ def _direct(set_dir: Path, results: Path) -> dict:
     system = [{"file": Path(r["path"]).name, "event_label": r["label"], "onset": r["start_s"],
                "offset": r["end_s"]} for r in events_table]
     event = sed_eval.sound_event.EventBasedMetrics(CLASSES, t_collar=1.0, percentage_of_length=0.2)
+    onset = sed_eval.sound_event.EventBasedMetrics(CLASSES, t_collar=1.0, evaluate_offset=False)
     segment = sed_eval.sound_event.SegmentBasedMetrics(CLASSES, time_resolution=1.0)
     for name, duration in files.items():
         ref = [e for e in truth if e["file"] == name]
         est = [e for e in system if e["file"] == name]
         event.evaluate(ref, est)
+        onset.evaluate(ref, est)
         segment.evaluate(ref, est, evaluated_length_seconds=duration)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        ev, seg = event.results()["class_wise"], segment.results()["class_wise"]
+        ev, on, seg = (m.results()["class_wise"] for m in (event, onset, segment))
     out = {}
     covered = sum(e["offset"] - e["onset"] for e in truth)  # generated events never overlap
     free_h = (sum(files.values()) - covered) / 3600
@@ -55,7 +57,8 @@ def _direct(set_dir: Path, results: Path) -> dict:
         file_f1 = 2 * tp / (len(pos) + len(flagged)) if pos or flagged else math.nan
         alarms = sum(1 for e in system if e["event_label"] == c and not any(
             e["file"] == r["file"] and e["onset"] < r["offset"] and e["offset"] > r["onset"] for r in truth))
-        out[c] = {"event": ev[c]["f_measure"], "segment": seg[c]["f_measure"], "file_f1": file_f1,
+        out[c] = {"event": ev[c]["f_measure"], "event_onset": on[c]["f_measure"],
+                  "segment": seg[c]["f_measure"], "file_f1": file_f1,
                   "fa_per_hour": alarms / free_h, "n_sys": sum(1 for e in system if e["event_label"] == c)}
     return out
 
@@ -71,7 +74,7 @@ def _check(set_dir: Path, results: Path, metrics_json: Path) -> dict:
     direct = _direct(set_dir, results)
     for c in CLASSES:
         ours, theirs = report["metrics"]["classes"][c], direct[c]
-        for kind in ("event", "segment"):
+        for kind in ("event", "event_onset", "segment"):
             for key, name in (("f1", "f_measure"), ("precision", "precision"), ("recall", "recall")):
                 assert _same(ours[kind][key], theirs[kind][name]), (c, kind, key)
         assert _same(ours["file"]["f1"], theirs["file_f1"])

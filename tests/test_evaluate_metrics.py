@@ -24,6 +24,12 @@ def test_event_collars(onset_shift: float, offset_shift: float, matched: bool) -
     assert m["f1"] == (1.0 if matched else 0.0)
 
 
+def test_onset_only_ignores_the_offset() -> None:
+    m = detection_metrics(CLASSES, {"a": [("cry", 20.0, 30.0)]}, {"a": [("cry", 20.5, 24.0)]},
+                          {"a": 60.0})["classes"]["cry"]
+    assert m["event"]["tp"] == 0 and m["event_onset"]["tp"] == 1
+
+
 def test_short_events_get_the_one_second_offset_collar() -> None:
     ref = {"a": [("screaming", 5.0, 7.0)]}  # 20% of 2 s is 0.4 s: the 1 s floor applies
     hit = detection_metrics(CLASSES, ref, {"a": [("screaming", 5.0, 7.9)]}, {"a": 30.0})

@@ -90,11 +90,12 @@ def format_metrics(report: dict[str, Any]) -> str:
     lines = [f"{m['files']} files, {_fmt(m['audio_hours'], 2)} h of audio "
              f"({_fmt(m['event_free_hours'], 2)} h without reference events), "
              f"{report['n_reference_events']} reference events",
-             f"{'class':<12} {'event F1':>8} {'P':>6} {'R':>6} {'seg F1':>7} {'file F1':>8} "
+             f"{'class':<12} {'event F1':>8} {'P':>6} {'R':>6} {'onset F1':>8} {'seg F1':>7} {'file F1':>8} "
              f"{'FA/h':>7} {'ref':>5} {'sys':>5}"]
     for c, row in m["classes"].items():
         e = row["event"]
         lines.append(f"{c:<12} {_fmt(e['f1']):>8} {_fmt(e['precision']):>6} {_fmt(e['recall']):>6} "
+                     f"{_fmt(row['event_onset']['f1']):>8} "
                      f"{_fmt(row['segment']['f1']):>7} {_fmt(row['file']['f1']):>8} "
                      f"{_fmt(row['false_alarms']['per_hour'], 1):>7} {e.get('n_ref', 0):>5} "
                      f"{e.get('n_sys', 0):>5}")

@@ -46,6 +46,8 @@ DEFINITIONS: dict[str, str] = {
     "event": (f"sed_eval EventBasedMetrics: onset collar {ONSET_COLLAR_S:g} s, offset collar "
               f"max({OFFSET_COLLAR_S:g} s, {OFFSET_COLLAR_FRACTION:g} x reference length), optimal "
               "one-to-one matching, micro-averaged over files"),
+    "event_onset": f"as event, onsets only (collar {ONSET_COLLAR_S:g} s): a detection that finds the "
+                   "event but ends early or late counts",
     "segment": f"sed_eval SegmentBasedMetrics at {SEGMENT_S:g} s, each file over its whole duration",
     "file": "a file is flagged for a class when it has a system event of it, positive when it "
             "has a reference event of it",
@@ -68,7 +70,8 @@ def _items(path: str, events: Iterable[Event]) -> list[dict[str, Any]]:
 
 def _sed_eval(classes: Sequence[str], reference: Mapping[str, Sequence[Event]],
               estimated: Mapping[str, Sequence[Event]], durations_s: Mapping[str, float]
-              ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+              ) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """``{"event", "event_onset", "segment"}`` -> (the sed_eval metric object, its results())."""
     with warnings.catch_warnings():  # dcase_util imports pkg_resources
         warnings.simplefilter("ignore")
         try:
@@ -77,21 +80,27 @@ def _sed_eval(classes: Sequence[str], reference: Mapping[str, Sequence[Event]],
             raise ConfigError("scanner evaluate needs sed_eval: pip install "
                               "'cry-scream-scanner[eval]'") from e
 
-    event = sed_eval.sound_event.EventBasedMetrics(
-        event_label_list=list(classes), t_collar=ONSET_COLLAR_S,
-        percentage_of_length=OFFSET_COLLAR_FRACTION, evaluate_onset=True, evaluate_offset=True)
-    segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=list(classes),
-                                                       time_resolution=SEGMENT_S)
+    labels = list(classes)
+    events = {
+        "event": sed_eval.sound_event.EventBasedMetrics(
+            event_label_list=labels, t_collar=ONSET_COLLAR_S,
+            percentage_of_length=OFFSET_COLLAR_FRACTION, evaluate_onset=True, evaluate_offset=True),
+        "event_onset": sed_eval.sound_event.EventBasedMetrics(
+            event_label_list=labels, t_collar=ONSET_COLLAR_S, evaluate_onset=True,
+            evaluate_offset=False),
+    }
+    segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=labels, time_resolution=SEGMENT_S)
     for path, duration in durations_s.items():
         ref = _items(path, (e for e in reference.get(path, ()) if e[0] in classes))
         est = _items(path, (e for e in estimated.get(path, ()) if e[0] in classes))
-        event.evaluate(reference_event_list=ref, estimated_event_list=est)
+        for m in events.values():
+            m.evaluate(reference_event_list=ref, estimated_event_list=est)
         ends = [e["offset"] for e in (*ref, *est)]
         segment.evaluate(reference_event_list=ref, estimated_event_list=est,
                          evaluated_length_seconds=max([float(duration), *ends]))
     with warnings.catch_warnings():  # numpy's "mean of empty slice" for a class with no events
         warnings.simplefilter("ignore", RuntimeWarning)
-        return event, segment, event.results(), segment.results()
+        return {name: (m, m.results()) for name, m in {**events, "segment": segment}.items()}
 
 
 def _scores(block: Mapping[str, Any], count: Mapping[str, float]) -> dict[str, Any]:
@@ -168,21 +177,21 @@ def detection_metrics(classes: Sequence[str], reference: Mapping[str, Sequence[E
         durations_s: Every evaluated file and its length; files missing here are ignored.
 
     Returns:
-        ``{"classes": {class: {"event", "segment", "file", "false_alarms"}}, "overall":
-        {"event", "segment"} (micro over classes), "audio_hours", "event_free_hours"}``.
+        ``{"classes": {class: {"event", "event_onset", "segment", "file", "false_alarms"}},
+        "overall": {"event", "event_onset", "segment"} (micro over classes), "files",
+        "audio_hours", "event_free_hours"}``.
     """
     classes = list(classes)
     paths = list(durations_s)
-    event_metrics, segment_metrics, event, segment = _sed_eval(classes, reference, estimated, durations_s)
+    sed = _sed_eval(classes, reference, estimated, durations_s)
     flags = file_flags(classes, reference, estimated, paths)
     alarms, free_hours = false_alarms(classes, reference, estimated, durations_s)
-    per_class = {c: {"event": _scores(event["class_wise"][c], event_metrics.class_wise[c]),
-                     "segment": _scores(segment["class_wise"][c], segment_metrics.class_wise[c]),
+    per_class = {c: {**{name: _scores(res["class_wise"][c], m.class_wise[c])
+                        for name, (m, res) in sed.items()},
                      "file": flags[c], "false_alarms": alarms[c]} for c in classes}
     return {
         "classes": per_class,
-        "overall": {"event": _scores(event["overall"], event_metrics.overall),
-                    "segment": _scores(segment["overall"], segment_metrics.overall)},
+        "overall": {name: _scores(res["overall"], m.overall) for name, (m, res) in sed.items()},
         "files": len(paths),
         "audio_hours": _clean(sum(durations_s.values()) / SECONDS_PER_HOUR),
         "event_free_hours": _clean(free_hours),
