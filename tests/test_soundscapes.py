@@ -181,3 +181,19 @@ def test_config_and_manifest_errors(tmp_path: Path) -> None:
         next(generate([Clip(path=tmp_path / "a.wav", label="cry", group="g", seconds=1.0)], 1,
                       SoundscapeConfig(), seed=0))
     assert SoundscapeConfig.from_dict(SMALL.to_dict()) == SMALL
+
+
+def test_benchmark_script_builds_a_set(tiny_dataset: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "soundscapes.py"
+    out = tmp_path / "set"
+    res = subprocess.run([sys.executable, str(script), "build", str(tiny_dataset), str(out),
+                          "--split", "train", "--hours", "0.05", "--minutes", "0.5,1", "--events", "1,2", "--snr", "5,10",
+                          "--background-only", "0"], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["split"] == "train" and manifest["config"]["snr_db"] == [5.0, 10.0]
+    assert all(1 <= len(r["events"]) <= 2 for r in manifest["recordings"])
+    assert len(list(out.glob("train_*.flac"))) == len(manifest["recordings"]) == 4
