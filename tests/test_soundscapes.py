@@ -190,8 +190,9 @@ def test_benchmark_script_builds_a_set(tiny_dataset: Path, tmp_path: Path) -> No
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "soundscapes.py"
     out = tmp_path / "set"
     res = subprocess.run([sys.executable, str(script), "build", str(tiny_dataset), str(out),
-                          "--split", "train", "--hours", "0.05", "--minutes", "0.5,1", "--events", "1,2", "--snr", "5,10",
-                          "--background-only", "0"], capture_output=True, text=True, check=False)
+                          "--split", "train", "--hours", "0.05", "--minutes", "0.5,1", "--events", "1,2",
+                          "--snr", "5,10", "--background-only", "0"],
+                         capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["split"] == "train" and manifest["config"]["snr_db"] == [5.0, 10.0]
