@@ -303,7 +303,8 @@ def generate(clips: Sequence[Clip], n_recordings: int, config: SoundscapeConfig 
 
     Background clips (``config.background``) make the beds; clips of ``classes`` the events,
     each class drawn with equal chance. Deterministic for a seed: recording ``i`` depends only
-    on ``seed``, ``i``, the config and the clips.
+    on ``seed``, ``i``, ``n_recordings`` (which recordings are background only), the config
+    and the clips.
 
     Raises:
         ConfigError: No background clip, or no clip of any class when events are asked for.
