@@ -97,10 +97,13 @@ def _scan_and_evaluate(set_dir: Path, tmp_path: Path, scan_args: list[str]) -> t
     return out, metrics, res.output
 
 
-def _check_sweep(report: dict) -> None:
-    """The sweep's row at the scan's own threshold makes the scan's events again."""
-    row = next(r for r in report["sweep"] if r["threshold"] == 0.5)
-    for c in CLASSES:
+def _check_sweep(report: dict, *, require_row: bool = False) -> None:
+    """The scan's own settings make its events again; so does a sweep row at its thresholds."""
+    assert report["sweep_reproduces_scan"] is True
+    thresholds = {report["detection"].get("thresholds", {}).get(c, 0.5) for c in CLASSES}
+    row = next((r for r in report["sweep"] if {r["threshold"]} == thresholds), None)
+    assert row is not None or not require_row
+    for c in CLASSES if row is not None else ():
         m = report["metrics"]["classes"][c]
         assert row["classes"][c]["event_f1"] == m["event"]["f1"]
         assert row["classes"][c]["file_f1"] == m["file"]["f1"]
@@ -114,12 +117,12 @@ def test_evaluate_agrees_with_sed_eval_fake_backbone(tmp_path: Path, fake_head: 
     set_dir = tmp_path / "set"
     write_set(data, set_dir, split="test", hours=4 * 1.25 / 60, config=SET_CONFIG, seed=1, split_seed=1,
               fractions={"train": 0.5, "val": 0.25, "test": 0.25})
-    out, metrics, output = _scan_and_evaluate(set_dir, tmp_path, ["--backbone", "fake", "--head",
-                                                                   str(fake_head)])
+    out, metrics, output = _scan_and_evaluate(set_dir, tmp_path, [
+        "--backbone", "fake", "--head", str(fake_head), "--threshold", "cry=0.4,screaming=0.4"])
     report = _check(set_dir, out, metrics)
     assert report["n_reference_events"] > 0 and report["metrics"]["files"] == 4
     assert "threshold sweep" in output and "cry" in output
-    _check_sweep(report)
+    _check_sweep(report, require_row=True)
 
 
 @pytest.mark.slow

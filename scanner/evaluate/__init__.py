@@ -34,7 +34,9 @@ def evaluate(results: str | Path, truth: str | Path, *, sweep: bool = False,
         A plain dict, written as the metrics JSON: ``metrics`` (see
         :func:`scanner.evaluate.metrics.detection_metrics`), ``definitions``, the scan's
         ``detection`` settings, ``errors`` (files left out), ``unmatched_truth_files``,
-        ``ignored_labels`` and, with ``sweep``, ``sweep`` (one row per threshold).
+        ``ignored_labels`` and, with ``sweep``, ``sweep`` (one row per threshold) and
+        ``sweep_reproduces_scan`` (the scan's own settings make its events again from the
+        segments table).
 
     Raises:
         ConfigError: Malformed truth, no events table, or a sweep without a segments table.
@@ -71,10 +73,15 @@ def evaluate(results: str | Path, truth: str | Path, *, sweep: bool = False,
         "errors": scan.errors, "unmatched_truth_files": unmatched, "ignored_labels": dict(ignored),
     }
     if sweep:
-        from scanner.evaluate.sweep import DEFAULT_GRID
+        from scanner.evaluate.sweep import DEFAULT_GRID, reproduces
         from scanner.evaluate.sweep import sweep as run_sweep
 
         windows = load_windows(scan)
+        differ = reproduces(windows, scan.classes, scan.durations_s, scan.detection, scan.events)
+        if differ:
+            log.warning("%d file(s) get other events from the segments table than the events table "
+                        "holds (tables of different scans?), e.g. %r", len(differ), differ[0])
+        report["sweep_reproduces_scan"] = not differ
         report["sweep"] = run_sweep(windows, scan.classes, scan.targets, reference, scan.durations_s,
                                     scan.detection, grid or DEFAULT_GRID)
     return report

@@ -32,6 +32,25 @@ def detect_events(windows: Mapping[str, Windows], classes: Sequence[str],
     return out
 
 
+def same_events(a: Sequence[Event], b: Sequence[Event], *, tolerance_s: float = 0.01) -> bool:
+    """Whether two event lists agree (labels, and times to ``tolerance_s``: stored times are rounded)."""
+    return len(a) == len(b) and all(x[0] == y[0] and abs(x[1] - y[1]) <= tolerance_s
+                                    and abs(x[2] - y[2]) <= tolerance_s for x, y in zip(a, b, strict=True))
+
+
+def reproduces(windows: Mapping[str, Windows], classes: Sequence[str], durations_s: Mapping[str, float],
+               detection: Mapping[str, Any], events: Mapping[str, Sequence[Event]]) -> list[str]:
+    """The files whose events, made again at the scan's own settings, differ from the scan's.
+
+    Empty when the segments table and the events table come from the same scan: the check that
+    the sweep's events are the scan's own way of making them.
+    """
+    from scanner.events.segments import SegmentConfig
+
+    again = detect_events(windows, classes, durations_s, SegmentConfig.from_dict(detection))
+    return [p for p in durations_s if not same_events(again.get(p, []), events.get(p, []))]
+
+
 def _row(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {c: {"event_f1": m["event"]["f1"], "event_precision": m["event"]["precision"],
                 "event_recall": m["event"]["recall"], "segment_f1": m["segment"]["f1"],
