@@ -80,9 +80,10 @@ def _read(path: Path) -> Any:
 
 def table_metadata(path: Path, table: Any) -> dict[str, Any]:
     """The ``scanner`` metadata of a table: its schema's, or a CSV's ``.meta.json`` sidecar."""
+    from scanner.output.schema import METADATA_KEY
     from scanner.output.writer import sidecar_path
 
-    raw = (table.schema.metadata or {}).get(b"scanner")
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
     try:
         if raw:
             return json.loads(raw)
