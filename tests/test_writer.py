@@ -97,3 +97,160 @@ def test_without_resume_leftover_parts_are_discarded(tmp_path):
     sink.write([_row("/new")])
     sink.finish()
     assert pq.read_table(out).column("path").to_pylist() == ["/new"]
+
+
+# -- streaming final tables ------------------------------------------------------------------
+
+def _event_schema():
+    from scanner.output.rows import arrow_schema
+
+    return arrow_schema({"path": "string", "start_s": "float64", "run": "int64"},
+                        {b"scanner": b"{}"})
+
+
+def _expected(generations, drop=frozenset()):
+    """The final table as the rules say, computed the plain way: each path's rows from the
+    newest generation that has it (the earlier table's rows minus ``drop``), sorted by path,
+    a path's rows in their order."""
+    newest = {}
+    for g, rows in enumerate(generations):
+        for r in rows:
+            if g == 0 and r["path"] in drop:
+                continue
+            newest[r["path"]] = g
+    keep = [r for g, rows in enumerate(generations) for r in rows
+            if newest.get(r["path"]) == g and not (g == 0 and r["path"] in drop)]
+    return sorted(keep, key=lambda r: r["path"])  # stable
+
+
+def _event_rows(rng, paths, run):
+    rows = []
+    for p in paths:
+        for k in range(int(rng.integers(1, 4))):
+            rows.append({"path": p, "start_s": float(k), "run": run})
+    return rows
+
+
+def test_many_parts_stream_into_small_row_groups_in_order(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    out = tmp_path / "r.events.parquet"
+    sink = TableSink(out, _event_schema(), row_group_rows=50, read_rows=16)
+    paths = [f"/d{i % 7}/f{i:04d}.wav" for i in range(600)]
+    parts = [_event_rows(rng, rng.permutation(paths[i:i + 40]).tolist(), 1)
+             for i in range(0, 600, 40)]
+    for rows in parts:
+        sink.write(rows)
+    n = sink.finish()
+    table = pq.read_table(out)
+    assert table.to_pylist() == _expected([[]] + parts) and n == table.num_rows
+    assert pq.ParquetFile(out).num_row_groups == -(-n // 50)
+    assert {pq.ParquetFile(out).metadata.row_group(i).num_rows for i in range(3)} == {50}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_resume_merge_newest_wins_and_drop_paths(tmp_path, fmt):
+    """An earlier table, parts left by an interrupted resume, and this run's parts, all
+    overlapping: each path's rows come from the newest, earlier rows of drop_paths go."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    out = tmp_path / f"r.events.{fmt}"
+    paths = [f"/x/{i:03d}.wav" for i in range(300)]
+    first_parts = [_event_rows(rng, paths[i:i + 40:2], 0) for i in range(0, 300, 40)]
+    first = TableSink(out, _event_schema(), fmt=fmt, read_rows=7)
+    for rows in first_parts:  # a commit holds all of a file's rows
+        first.write(rows)
+    first.finish()
+    first_rows = [r for rows in first_parts for r in rows]
+    # an interrupted resume: two parts committed, no final table
+    second_parts = [_event_rows(rng, rng.choice(paths, 30, replace=False).tolist(), 2)
+                    for _ in range(2)]
+    second = TableSink(out, _event_schema(), fmt=fmt, resume=True, read_rows=7)
+    for rows in second_parts:
+        second.write(rows)
+    third_parts = [_event_rows(rng, rng.choice(paths, 30, replace=False).tolist(), 3)
+                   for _ in range(3)]
+    third = TableSink(out, _event_schema(), fmt=fmt, resume=True, read_rows=7,
+                      row_group_rows=33)
+    for rows in third_parts:
+        third.write(rows)
+    drop = frozenset(paths[:40:2])  # redone files that made no rows this time
+    third.finish(drop_paths=drop)
+    got = FORMATS_READ[fmt](out)
+    want = _expected([first_rows] + second_parts + third_parts)
+    # drop_paths removes the earlier table's rows and the interrupted run's alike
+    want = [r for r in want if not (r["path"] in drop and r["run"] < 3)]
+    assert got == want
+    assert not parts_dir(out).exists()
+
+
+def _read_csv_rows(path):
+    import pyarrow.csv as pacsv
+
+    types = {"path": pa_type("string"), "start_s": pa_type("float64"), "run": pa_type("int64")}
+    return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        column_types=types)).to_pylist()
+
+
+def pa_type(name):
+    import pyarrow as pa
+
+    return {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64()}[name]
+
+
+FORMATS_READ = {"parquet": lambda p: pq.read_table(p).to_pylist(), "csv": _read_csv_rows}
+
+
+def test_unsorted_earlier_table_is_sorted_on_disk(tmp_path):
+    """A table written by an older version (not sorted) still merges right."""
+    import pyarrow as pa
+
+    out = tmp_path / "r.events.parquet"
+    old = [{"path": f"/p{i % 13:02d}", "start_s": float(i), "run": 0} for i in range(200)]
+    pq.write_table(pa.Table.from_pylist(old, schema=_event_schema()), out, row_group_size=20)
+    sink = TableSink(out, _event_schema(), resume=True, read_rows=8)
+    new = [{"path": "/p03", "start_s": 0.5, "run": 1}, {"path": "/p99", "start_s": 0.0, "run": 1}]
+    sink.write(new)
+    sink.finish()
+    assert pq.read_table(out).to_pylist() == _expected([old, new])
+
+
+def test_finish_memory_is_bounded_by_batches_not_the_table(tmp_path):
+    """Finishing a ~30 MB table of 80 parts, read 256 rows at a time, holds a few MB."""
+    import pyarrow as pa
+
+    out = tmp_path / "r.events.parquet"
+    sink = TableSink(out, _event_schema(), row_group_rows=2_000, read_rows=256)
+    pad = "x" * 180
+    n_rows = 0
+    for part in range(80):
+        rows = [{"path": f"/{pad}/{part:03d}/{i:05d}.wav", "start_s": 0.0, "run": part}
+                for i in range(2_000)]
+        sink.write(rows)
+        n_rows += len(rows)
+    total = pq.ParquetFile(next(parts_dir(out).glob("part-*.parquet"))).metadata.row_group(
+        0).total_byte_size * 80  # uncompressed size of all rows, Parquet's own figure
+    pool = pa.proxy_memory_pool(pa.default_memory_pool())
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        assert sink.finish() == n_rows
+    finally:
+        pa.set_memory_pool(previous)
+    assert pool.max_memory() < total / 4, (pool.max_memory(), total)
+    assert pq.ParquetFile(out).metadata.num_rows == n_rows
+    paths = pq.read_table(out, columns=["path"]).column("path").to_pylist()
+    assert paths == sorted(paths)
+
+
+def test_previous_keys_read_only_what_resume_needs(tmp_path):
+    out = tmp_path / "r.parquet"
+    sink = TableSink(out, _schema())
+    sink.write([_row(f"/f{i}") for i in range(10)])
+    sink.finish()
+    again = TableSink(out, _schema(), resume=True, read_rows=3)
+    keys = again.previous_keys()
+    assert sorted(keys) == [f"/f{i}" for i in range(10)]
+    assert keys["/f3"] == (1, 2, None)

@@ -1,10 +1,13 @@
 """Results tables: committed in parts as the scan goes, then one atomic final table.
 
 Rows are committed every batch as Parquet part files in a hidden folder beside the
-output (``.results.parquet.parts/``), each written to a temporary name and renamed, so a
-kill loses at most the batch in hand. ``finish`` merges the parts (and, with ``resume``,
-the rows of an earlier run) into the final table, written to a temporary file and renamed
-over the target: a crash never leaves a half-written table at the target path.
+output (``.results.parquet.parts/``), each sorted by path, written to a temporary name and
+renamed, so a kill loses at most the batch in hand. ``finish`` merges the parts (and, with
+``resume``, the rows of an earlier run) into the final table by streaming: each source is
+read a batch at a time and the sorted sources are merged (:mod:`scanner.output.merge`), so
+memory holds a few batches, never the whole table. The final table is written to a
+temporary file and renamed over the target: a crash never leaves a half-written table at the
+target path.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import os
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +25,14 @@ from scanner.registry import Registry
 
 log = logging.getLogger(__name__)
 
+ROW_GROUP_ROWS = 10_000
+"""Rows per row group of a final Parquet table (and per write of a CSV one)."""
+READ_ROWS = 8_192
+"""Rows read from a source at a time while merging (memory: about this much per source)."""
+
 
 class TableFormat(ABC):
-    """How a whole table is written to and read from one file."""
+    """How a whole table is written to and read from one file, and streamed."""
 
     suffixes: tuple[str, ...]
     keeps_metadata: bool = True
@@ -34,6 +42,15 @@ class TableFormat(ABC):
 
     @abstractmethod
     def read(self, path: Path) -> Any: ...
+
+    @abstractmethod
+    def writer(self, path: Path, schema: Any) -> Any:
+        """An open writer with ``write_table(table)`` and ``close()``."""
+
+    @abstractmethod
+    def batches(self, path: Path, schema: Any, *, columns: Sequence[str] | None = None,
+                rows: int = READ_ROWS) -> Iterator[Any]:
+        """The table at ``path`` as record batches (``columns`` only, typed as ``schema``)."""
 
 
 FORMATS: Registry[type[TableFormat]] = Registry("output format")
@@ -46,12 +63,26 @@ class ParquetFormat(TableFormat):
     def write(self, table: Any, path: Path) -> None:
         import pyarrow.parquet as pq
 
-        pq.write_table(table, path, row_group_size=10_000)
+        pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS)
 
     def read(self, path: Path) -> Any:
         import pyarrow.parquet as pq
 
         return pq.read_table(path)
+
+    def writer(self, path: Path, schema: Any) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(path, schema)
+
+    def batches(self, path: Path, schema: Any, *, columns: Sequence[str] | None = None,
+                rows: int = READ_ROWS) -> Iterator[Any]:
+        import pyarrow.parquet as pq
+
+        file = pq.ParquetFile(path)
+        have = set(file.schema_arrow.names)
+        wanted = None if columns is None else [c for c in columns if c in have]
+        yield from file.iter_batches(batch_size=rows, columns=wanted)
 
 
 @FORMATS.register("csv")
@@ -68,6 +99,30 @@ class CsvFormat(TableFormat):
         import pyarrow.csv as pacsv
 
         return pacsv.read_csv(path)
+
+    def writer(self, path: Path, schema: Any) -> Any:
+        import pyarrow.csv as pacsv
+
+        return pacsv.CSVWriter(path, schema)
+
+    def batches(self, path: Path, schema: Any, *, columns: Sequence[str] | None = None,
+                rows: int = READ_ROWS) -> Iterator[Any]:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        # Types come from the schema: a streaming reader infers them from its first block
+        # only, and a column empty there would fail on a later block.
+        types = {f.name: pa.string() if pa.types.is_dictionary(f.type) else f.type
+                 for f in schema}
+        with open(path, "rb") as fh:
+            header = pacsv.open_csv(fh).schema.names
+        wanted = [c for c in (columns or header) if c in header]
+        reader = pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(block_size=max(1 << 20, rows * 256)),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: types[c] for c in wanted if c in types},
+                include_columns=wanted, strings_can_be_null=True))
+        yield from reader
 
 
 def sidecar_path(path: Path) -> Path:
@@ -92,37 +147,28 @@ def format_for(path: Path, fmt: str | None = None) -> str:
     return "parquet"
 
 
-def _newest_rows(tables: Sequence[Any], key: str) -> Any:
-    """Concatenates ``tables`` (oldest first), keeping each ``key``'s rows from the last table
-    that has it.
-
-    A run commits all of a file's rows (its row, its segments) in one part, so a path found in
-    a later table was redone there (a retried error or a changed file in a ``--resume`` run
-    that was itself interrupted, or a part committed twice on Ctrl-C): its earlier rows are
-    superseded, not kept beside the new ones.
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    table = pa.concat_tables(tables)
-    if key not in table.column_names or len(tables) < 2:
-        return table
-    generation = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
-    codes = pc.dictionary_encode(table.column(key).combine_chunks()).indices.to_numpy(
-        zero_copy_only=False)
-    newest = np.full(codes.max(initial=-1) + 1, -1)
-    np.maximum.at(newest, codes, generation)
-    return table.filter(pa.array(generation == newest[codes]))
-
-
 def parts_dir(out: Path) -> Path:
     """The hidden folder of committed parts for output ``out``."""
     return out.with_name(f".{out.name}.parts")
 
 
+def conform(batch: Any, schema: Any) -> Any:
+    """A batch or table of an earlier run as a table of this run's ``schema`` (CSV reads
+    infer their own types; a column this run added is null)."""
+    import pyarrow as pa
+
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    cols = []
+    for field in schema:
+        if field.name in table.column_names:
+            cols.append(table.column(field.name).cast(field.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
 class TableSink:
-    """Commits rows in parts and writes the final table atomically.
+    """Commits rows in parts and writes the final table atomically, by streaming.
 
     Args:
         out: The final table's path.
@@ -130,22 +176,30 @@ class TableSink:
         fmt: Registered format name (``parquet``/``csv``).
         resume: Keep rows of an earlier run (final table and parts) and add to them;
             otherwise leftovers of an earlier run are discarded.
-        sort_by: Column the final table is sorted by (stable), or None to keep order.
+        sort_by: Column the final table is sorted by (stable: a file's rows keep their
+            order) and whose newest rows replace older ones (None: ``path``).
+        committed: With ``resume``, the commit numbers the file table holds: this table's
+            parts of other commits are dropped (see :meth:`_drop_uncommitted`).
+        row_group_rows: Rows per row group of the final table.
+        read_rows: Rows read from each source at a time while merging.
     """
 
     def __init__(self, out: Path, schema: Any, *, fmt: str = "parquet", resume: bool = False,
-                 sort_by: str | None = "path", committed: set[int] | None = None) -> None:
+                 sort_by: str | None = "path", committed: set[int] | None = None,
+                 row_group_rows: int = ROW_GROUP_ROWS, read_rows: int = READ_ROWS) -> None:
         self.out = Path(out)
         self.schema = schema
         self.format = FORMATS.get(fmt)()
         self.sort_by = sort_by
+        self.row_group_rows = row_group_rows
+        self.read_rows = read_rows
         self.parts = parts_dir(self.out)
-        self._previous: list[Any] = []
-        self._resumed_parts: set[str] = set()
+        self._previous_table: Path | None = None
+        self._resumed_parts: list[Path] = []
         if resume:
             if committed is not None:
                 self._drop_uncommitted(committed)
-            self._previous = self._read_previous()
+            self._find_previous()
         elif self.parts.exists():
             shutil.rmtree(self.parts)
         self.parts.mkdir(parents=True, exist_ok=True)
@@ -155,7 +209,7 @@ class TableSink:
 
     def committed_parts(self) -> set[int]:
         """Numbers of the parts committed so far (kept for ``--resume``)."""
-        return {int(p.stem.rsplit("-", 1)[1]) for p in self.parts.glob("part-*.parquet")} \
+        return {_part_number(p) for p in self.parts.glob("part-*.parquet")} \
             if self.parts.is_dir() else set()
 
     @property
@@ -169,48 +223,50 @@ class TableSink:
             log.info("dropping %s part %d: its commit did not complete", self.out.name, number)
             (self.parts / f"part-{number:06d}.parquet").unlink(missing_ok=True)
 
-    def _read_previous(self) -> list[Any]:
+    def _find_previous(self) -> None:
+        """Notes the earlier run's final table and parts; reads only their footers (a torn
+        part is dropped and its files redone), never their rows."""
         import pyarrow.parquet as pq
 
-        tables = []
         if self.out.exists():
             try:
-                tables.append(self._conform(self.format.read(self.out)))
+                next(self.format.batches(self.out, self.schema, columns=["path"], rows=1),
+                     None)
+                self._previous_table = self.out
             except Exception as e:  # noqa: BLE001 - a damaged table is reported, not fatal
                 log.warning("cannot read earlier results %s (%s); starting afresh", self.out, e)
         for part in sorted(self.parts.glob("part-*.parquet")) if self.parts.exists() else []:
             try:
-                tables.append(self._conform(pq.read_table(part)))
-                self._resumed_parts.add(part.name)
+                pq.read_metadata(part)
+                self._resumed_parts.append(part)
             except Exception as e:  # noqa: BLE001 - a torn part is dropped and redone
                 log.warning("dropping unreadable part %s (%s)", part, e)
                 part.unlink()
-        return tables
 
-    def _conform(self, table: Any) -> Any:
-        """Casts an earlier table to this run's schema (CSV reads infer their own types)."""
-        import pyarrow as pa
+    def _previous_sources(self) -> list[tuple[Path, TableFormat]]:
+        out = [(self._previous_table, self.format)] if self._previous_table else []
+        return out + [(p, ParquetFormat()) for p in self._resumed_parts]
 
-        cols = []
-        for field in self.schema:
-            if field.name in table.column_names:
-                cols.append(table.column(field.name).cast(field.type))
-            else:
-                cols.append(pa.nulls(table.num_rows, field.type))
-        return pa.Table.from_arrays(cols, schema=self.schema)
+    def _previous_batches(self, columns: Sequence[str] | None = None) -> Iterator[Any]:
+        for path, fmt in self._previous_sources():
+            yield from fmt.batches(path, self.schema, columns=columns, rows=self.read_rows)
 
-    def previous_rows(self) -> list[dict[str, Any]]:
-        """Rows of the run being resumed (final table and committed parts)."""
-        return [row for t in self._previous for row in t.to_pylist()]
+    def previous_rows(self) -> Iterator[dict[str, Any]]:
+        """Rows of the run being resumed (final table and committed parts), streamed."""
+        for batch in self._previous_batches():
+            yield from conform(batch, self.schema).to_pylist()
 
     def previous_keys(self) -> dict[str, tuple[int, int, str | None]]:
         """By path, each earlier row's size, mtime (ns) and error kind (None for ok rows);
-        read column-wise, so resuming a large table is quick."""
+        read column-wise, a batch at a time, so resuming a large table is quick."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        columns = ("path", "size_bytes", "mtime", "status", "error_kind")
+        key_schema = pa.schema([self.schema.field(c) for c in columns])
         out: dict[str, tuple[int, int, str | None]] = {}
-        for t in self._previous:
+        for batch in self._previous_batches(columns):
+            t = conform(batch, key_schema)
             kinds = pc.if_else(pc.equal(t.column("status"), "error"), t.column("error_kind"),
                                pa.scalar(None, pa.string())).to_pylist()
             mtimes = t.column("mtime").cast(pa.int64()).to_pylist()
@@ -221,7 +277,7 @@ class TableSink:
         return out
 
     def write(self, rows: Sequence[dict[str, Any]], *, number: int | None = None) -> None:
-        """Commits ``rows`` as one part file (atomic: temporary name, then rename).
+        """Commits ``rows`` as one part file, sorted (atomic: temporary name, then rename).
 
         Args:
             number: The commit's number, shared by every table of one commit (None: the
@@ -234,6 +290,8 @@ class TableSink:
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pylist(list(rows), schema=self.schema)
+        if self.sort_by:
+            table = _sorted(table, self.sort_by)
         final = self.parts / f"part-{self._n_parts:06d}.parquet"
         tmp = self.parts / f".tmp-{self._n_parts:06d}.parquet"
         try:
@@ -246,35 +304,64 @@ class TableSink:
     def finish(self, drop_paths: Iterable[str] = ()) -> int:
         """Writes the final table from the earlier run's rows and every part; returns its rows.
 
+        Each path's rows come from the newest source that has it (the earlier final table is
+        the oldest, then parts by number), so a redone file's rows replace its earlier ones.
+
         Args:
             drop_paths: Paths whose earlier rows are superseded by a row of this run.
         """
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
+        from scanner.output.merge import Source, merge_sorted, spill_sorted
 
-        drop = set(drop_paths)
-        tables = []
-        for t in self._previous:
-            if drop:
-                t = t.filter(pc.invert(pc.is_in(t.column("path"), pa.array(sorted(drop)))))
-            tables.append(t)
-        tables += [pq.read_table(part) for part in sorted(self.parts.glob("part-*.parquet"))
-                   if part.name not in self._resumed_parts]
-        table = _newest_rows(tables, "path") if tables else self.schema.empty_table()
-        table = table.replace_schema_metadata(self.schema.metadata)
-        if self.sort_by and table.num_rows:
-            table = table.take(pc.sort_indices(table, [(self.sort_by, "ascending")]))
+        key = self.sort_by or "path"
+        drop = frozenset(drop_paths)
+        previous = self._previous_sources()
+        resumed = set(self._resumed_parts)
+        new_parts = [p for p in sorted(self.parts.glob("part-*.parquet")) if p not in resumed]
+        sources: list[Source] = []
+        for index, (path, fmt) in enumerate(previous + [(p, ParquetFormat()) for p in new_parts]):
+            old = index < len(previous)
+            source = Source(path, fmt, self.schema, key=key, rows=self.read_rows,
+                            generation=_part_number(path) if path.parent == self.parts else 0,
+                            drop=drop if old else frozenset())
+            # parts this run wrote are sorted; an earlier run's tables are checked
+            if old and not source.is_sorted():
+                log.info("%s is not sorted by %s: sorting it on disk", path.name, key)
+                sources += spill_sorted(source, self.parts / ".spill",
+                                        rows=max(self.read_rows * 8, 65_536))
+            else:
+                sources.append(source)
         tmp = self.out.with_name(f".{self.out.name}.tmp")
-        self.format.write(table, tmp)
-        metadata = table.schema.metadata or {}
-        if not self.format.keeps_metadata and b"scanner" in metadata:
-            meta = json.loads(metadata[b"scanner"])
-            _atomic_write_text(sidecar_path(self.out), json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp, self.out)
+        n_rows = 0
+        try:
+            writer = self.format.writer(tmp, self.schema)
+            try:
+                for table in merge_sorted(sources, key, rows=self.row_group_rows):
+                    writer.write_table(table)
+                    n_rows += table.num_rows
+            finally:
+                writer.close()
+            metadata = self.schema.metadata or {}
+            if not self.format.keeps_metadata and b"scanner" in metadata:
+                meta = json.loads(metadata[b"scanner"])
+                _atomic_write_text(sidecar_path(self.out), json.dumps(meta, indent=2) + "\n")
+            os.replace(tmp, self.out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         shutil.rmtree(self.parts, ignore_errors=True)
-        return table.num_rows
+        return n_rows
 
     def abort(self) -> None:
         """Leaves committed parts in place (for --resume) and no final table."""
         log.info("kept %d committed parts in %s", self._n_parts, self.parts)
+
+
+def _part_number(path: Path) -> int:
+    return int(path.stem.rsplit("-", 1)[1])
+
+
+def _sorted(table: Any, key: str) -> Any:
+    import pyarrow.compute as pc
+
+    # sort_indices is stable: a file's rows (its events, its windows) keep their time order
+    return table.take(pc.sort_indices(table, [(key, "ascending")]))
