@@ -28,7 +28,9 @@ from typing import Any
 CSV_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 CSV_NEUTRALISER = "'"
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()|~$])")
+# Markup only where a line starts: headings, lists, quotes, ordered lists ("1.").
+_MD_LEADING = re.compile(r"^(?:[#+\-=!]|\d+(?=[.)]))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -81,8 +83,14 @@ def escape_markdown(text: str) -> str:
     ``<script>x</script>|*a*.wav`` shows as itself and runs nothing.
     """
     text = escape_terminal(text)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _MD_LEADING.sub(_escape_leading, text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escape_leading(match: re.Match[str]) -> str:
+    found = match.group()
+    return found + "\\" if found[0].isdigit() else "\\" + found
 
 
 def escape_terminal(text: str) -> str:

@@ -88,3 +88,11 @@ def test_mathtext_dollar_is_escaped_and_renders(tmp_path):
     fig.subplots().set_title(escape_mathtext("$x^2$ and $$.wav"))
     fig.savefig(tmp_path / "t.png")  # unescaped, "$$" makes mathtext raise
     assert (tmp_path / "t.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("# not a heading", "\\# not a heading"), ("- item", "\\- item"), ("1. first", "1\\. first"),
+    ("plain-name.v2.wav", "plain-name.v2.wav"), ("a & b", "a &amp; b"),
+])
+def test_markdown_line_starts(text, expected):
+    assert escape_markdown(text) == expected
