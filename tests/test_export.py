@@ -301,3 +301,23 @@ def test_a_255_byte_file_name_exports(tmp_path):
     raven = export(events, "raven", tmp_path / "rv")
     assert len(raven.paths) == 23  # 21 tables, the combined one and the index
     assert not list((tmp_path / "aud").glob(".scanner-*.tmp"))
+
+
+def test_dictionary_columns_and_a_csv_file_table(tmp_path):
+    files = pa.Table.from_pylist(FILES)
+    files = files.set_column(files.schema.get_field_index("label"), "label",
+                             files.column("label").dictionary_encode())
+    files = files.set_column(files.schema.get_field_index("status"), "status",
+                             files.column("status").dictionary_encode())
+    FORMATS.get("parquet")().write(files.replace_schema_metadata(META), tmp_path / "r.parquet")
+    events = pa.Table.from_pylist(EVENTS)
+    events = events.set_column(1, "label", events.column("label").dictionary_encode())
+    FORMATS.get("parquet")().write(events, tmp_path / "r.events.parquet")
+    result = export(tmp_path / "r.parquet", "kaleidoscope", tmp_path / "k")
+    assert result.n_annotations == 3
+    # a CSV file table (timestamps read back as text or timestamps) gives the same wall clock
+    _write(tmp_path / "c.csv", FILES)
+    _write(tmp_path / "c.events.csv", EVENTS)
+    jl = export(tmp_path / "c.csv", "jsonl", tmp_path / "j")
+    first = json.loads((tmp_path / "j" / "events.jsonl").read_text().splitlines()[0])
+    assert first["start_time"] == "2024-05-01T03:04:07" and jl.n_annotations == 3

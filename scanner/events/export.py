@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Literal
 
 from scanner.errors import ScannerError
+from scanner.escape import escape_terminal
 from scanner.events.manifest import MANIFEST_NAME, WriteSet, fit_name
 from scanner.registry import Registry
 
@@ -184,13 +185,26 @@ def resolve_format(name: str) -> str:
 # -- reading --------------------------------------------------------------------------------
 
 def read_table(path: Path) -> Any:
-    """A pyarrow table from a ``.parquet`` or ``.csv`` results file (ScannerError if unreadable)."""
+    """A pyarrow table from a ``.parquet`` or ``.csv`` results file (ScannerError if unreadable).
+
+    Dictionary (categorical) columns come back decoded to their values.
+    """
     from scanner.output.writer import FORMATS, format_for
 
     try:
-        return FORMATS.get(format_for(Path(path)))().read(Path(path))
+        return plain(FORMATS.get(format_for(Path(path)))().read(Path(path)))
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a bad file
         raise ScannerError(f"cannot read results table {path}: {e}") from e
+
+
+def plain(table: Any) -> Any:
+    """``table`` with dictionary columns decoded (group-bys and filters want plain types)."""
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
+    return table
 
 
 def table_metadata(path: Path, table: Any) -> dict[str, Any]:
@@ -206,7 +220,7 @@ def table_metadata(path: Path, table: Any) -> dict[str, Any]:
         if sidecar_path(path).is_file():
             return json.loads(sidecar_path(path).read_text(encoding="utf-8"))
     except (ValueError, OSError) as e:
-        log.warning("ignoring unreadable metadata of %s: %s", path, e)
+        log.warning("ignoring unreadable metadata of %s: %s", escape_terminal(str(path)), e)
     return {}
 
 
@@ -285,10 +299,10 @@ def load(results: Path) -> Loaded:
     files = file_infos(table)
     sibling = events_path(results)
     if sibling.is_file():
-        log.info("reading events from %s", sibling)
+        log.info("reading events from %s", escape_terminal(str(sibling)))
         return _loaded(read_table(sibling), "events", sibling, files, meta)
     log.info("no events table beside %s: exporting one whole-file annotation per file "
-             "(scan with --segments for time-stamped events)", results)
+             "(scan with --segments for time-stamped events)", escape_terminal(str(results)))
     return _loaded(_whole_files(table), "files", results, files, meta)
 
 
@@ -460,7 +474,7 @@ def export(results: Path, fmt: str, out_dir: Path | None = None, *,
     warnings = filter_warnings(labels, loaded.classes, len(kept), len(loaded.annotations),
                                min_confidence)
     for w in warnings:
-        log.warning("%s", w)
+        log.warning("%s", escape_terminal(w))
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(Path(results), fmt)
     layout = Layout(out_dir, tuple(roots) or scan_roots(loaded.metadata,
                                                         loaded.files or [a.path for a in kept]),
@@ -475,7 +489,7 @@ def export(results: Path, fmt: str, out_dir: Path | None = None, *,
     _check_inside(files, layout)
     WriteSet(out_dir).write(files, overwrite=overwrite)
     log.debug("wrote %d %s annotations from %s to %d file(s) in %s", len(kept), fmt,
-              loaded.table, len(files), out_dir)
+              escape_terminal(str(loaded.table)), len(files), escape_terminal(str(out_dir)))
     return ExportResult(sorted(files), len(kept), loaded.source, loaded.table, out_dir, warnings)
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scanner.errors import ScannerError
+from scanner.escape import escape_terminal
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class WriteSet:
             return {str(k): [str(h) for h in v] for k, v in files.items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.warning("ignoring the unreadable export manifest %s (%s): no file in %s is "
-                        "taken as written by scanner", self.manifest_path, e, self.folder)
+                        "taken as written by scanner", escape_terminal(str(self.manifest_path)),
+                        e, escape_terminal(str(self.folder)))
             return {}
 
     def _key(self, path: Path) -> str:
@@ -185,7 +187,5 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _listed(paths: list[Path]) -> str:
-    from scanner.escape import escape_terminal
-
     shown = ", ".join(escape_terminal(str(p)) for p in paths[:MAX_LISTED])
     return shown + (f" and {len(paths) - MAX_LISTED} more" if len(paths) > MAX_LISTED else "")

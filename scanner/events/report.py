@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from scanner.errors import ScannerError
-from scanner.events.export import read_table, scan_roots, table_metadata
+from scanner.escape import escape_terminal
+from scanner.events.export import plain, read_table, scan_roots, table_metadata
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,6 @@ class ReportData:
 
 # -- reading --------------------------------------------------------------------------------
 
-def _plain(table: Any) -> Any:
-    """Dictionary columns decoded to their values (group-bys and filters want plain types)."""
-    import pyarrow as pa
-
-    for i, f in enumerate(table.schema):
-        if pa.types.is_dictionary(f.type):
-            table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
-    return table
-
-
 def _read(path: Path, wanted: Any = None, filters: Any = None) -> Any:
     """A table, with only the columns ``wanted(names)`` picks when the format allows."""
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -103,10 +94,10 @@ def _read(path: Path, wanted: Any = None, filters: Any = None) -> Any:
         try:
             names = pq.read_schema(path).names
             cols = wanted(names) if wanted else None
-            return _plain(pq.read_table(path, columns=cols, filters=filters))
+            return plain(pq.read_table(path, columns=cols, filters=filters))
         except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a bad file
             raise ScannerError(f"cannot read results table {path}: {e}") from e
-    table = _plain(read_table(path))
+    table = plain(read_table(path))
     if filters is not None:
         import pyarrow.compute as pc
 
@@ -449,7 +440,7 @@ def _segments(path: Path, paths: list[str]) -> dict[str, list[dict[str, Any]]]:
     try:
         table = _read(path, filters=[("path", "in", paths)])
     except ScannerError as e:  # timelines are optional; the report goes on
-        log.warning("%s; timelines show events only", e)
+        log.warning("%s; timelines show events only", escape_terminal(str(e)))
         return {}
     table = table.take(pc.sort_indices(table, sort_keys=[("path", "ascending"),
                                                          ("start_s", "ascending")]))
