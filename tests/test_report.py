@@ -303,3 +303,17 @@ def test_top_events_carry_the_wall_clock(tmp_path):
             want = when + timedelta(seconds=e["start_s"])
             assert e["start_time"] == want.isoformat(sep=" ", timespec="seconds")
     assert any(e.get("start_time") for e in data.top_events)
+
+
+def test_wall_clock_of_events_at_any_offset(tmp_path):
+    files = [{"path": "/r/a.wav", "status": "ok", "duration_s": 7200.0, "label": "cry",
+              "confidence": 0.9, "recorded_at": datetime(2024, 5, 1, 23, 59, 0)}]
+    # 1.2345678 s is no whole number of microseconds; 3600.5 s is past midnight
+    events = [{"path": "/r/a.wav", "label": "cry", "start_s": s, "end_s": s + 2.0,
+               "peak_confidence": 0.9, "mean_confidence": 0.8} for s in (1.2345678, 3600.5)]
+    results = _write(tmp_path / "r.parquet", files)
+    _write(tmp_path / "r.events.parquet", events)
+    data = load_report(results)
+    hours = {r["hour"]: r["events_cry"] for r in data.hour_rows}
+    assert hours[23] == 1 and hours[0] == 1
+    assert {r["day"]: r["events_cry"] for r in data.day_rows} == {"2024-05-01": 1, "2024-05-02": 1}

@@ -114,6 +114,22 @@ def _settings(meta: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _names(path: Path, table: Any) -> list[str]:
+    """Every column name of the table at ``path`` (``table`` may hold only some)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path).names
+    return table.column_names
+
+
+def _report_columns(names: list[str]) -> list[str]:
+    """The file table's columns a report reads (not the probabilities or timings)."""
+    wanted = {"path", "status", "error", "error_kind", "duration_s", "sample_rate", "label",
+              "confidence", "recorded_at"}
+    return [n for n in names if n in wanted or n.startswith(("has_", "n_events_"))]
+
+
 def load_report(results: Path, *, top_files: int = 10, top_events: int = TOP_EVENTS
                 ) -> ReportData:
     """Reads a file table (and its events/segments tables, if any) into :class:`ReportData`.
@@ -126,14 +142,14 @@ def load_report(results: Path, *, top_files: int = 10, top_events: int = TOP_EVE
     from scanner.events.segments import DEFAULT_BACKGROUND, DEFAULT_THRESHOLD, events_path, segments_path
 
     results = Path(results)
-    files = _read(results)
+    files = _read(results, _report_columns)
     if "status" not in files.column_names:
         raise ScannerError(f"{results} is not a results table of 'scanner scan' (no status "
                            f"column); pass the file table, not the events or segments table")
     meta = table_metadata(results, files)
     settings = _settings(meta)
     background = settings.get("background", DEFAULT_BACKGROUND)
-    classes = list(meta.get("classes") or [c[5:] for c in files.column_names
+    classes = list(meta.get("classes") or [c[5:] for c in _names(results, files)
                                            if c.startswith("prob_")])
     ev_file = events_path(results)
     events = _read(ev_file) if ev_file.is_file() else None
