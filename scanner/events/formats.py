@@ -192,7 +192,8 @@ class KaleidoscopeExporter(Exporter):
             cols["TIME"].append(start.strftime("%H:%M:%S") if start else None)
             cols["HOUR"].append(start.hour if start else None)
             cols["AUTO ID*"].append(a.label)
-            cols["CONFIDENCE"].append(a.peak_confidence)
+            cols["CONFIDENCE"].append(None if a.peak_confidence is None
+                                      else round(a.peak_confidence, 4))
             cols["MANUAL ID"].append(None)
         types = {"CHANNEL": pa.int64(), "OFFSET": pa.float64(), "DURATION": pa.float64(),
                  "HOUR": pa.int64(), "CONFIDENCE": pa.float64()}

@@ -160,15 +160,19 @@ def tables(data: ReportData, *, review: bool) -> list[Table]:
                              note="Wall-clock time of the recordings (recorded_at); events by "
                                   "their own start time."))
     if data.top_events:
+        clock = any(e.get("start_time") for e in data.top_events)
         out.append(Table("Most confident events",
                          ["path", "class", "start (h:mm:ss)", "start (s)", "length (s)",
-                          "peak confidence", "wall clock", *(["review"] if review else [])],
+                          "peak confidence", *(["wall clock"] if clock else []),
+                          *(["review"] if review else [])],
                          [[_path(e["path"]), Cell(e["label"]), Cell(hms(e["start_s"])),
                            Cell(_num(e["start_s"])), Cell(_num(e["end_s"] - e["start_s"], 1)),
                            Cell(_num(e["peak_confidence"], 3)),
-                           Cell(str(e.get("start_time") or "")),
+                           *([Cell(str(e.get("start_time") or ""))] if clock else []),
                            *([Cell("listen", review_anchor(e["path"], e["start_s"]))]
-                             if review else [])] for e in data.top_events]))
+                             if review else [])] for e in data.top_events],
+                         note="" if review else "Run 'scanner review' with -o review/ beside "
+                                                "this report to link each event to its card."))
     title = "Files with the most events" if data.has_events else \
         "Most confident files (no events table: scan with --segments for time stamps)"
     out.append(Table(title, ["path", "file label", "duration", "events",
