@@ -8,6 +8,8 @@ import io
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scanner.escape import (
     escape_markdown,
@@ -96,3 +98,31 @@ def test_mathtext_dollar_is_escaped_and_renders(tmp_path):
 ])
 def test_markdown_line_starts(text, expected):
     assert escape_markdown(text) == expected
+
+
+@given(st.text())
+def test_any_text_round_trips_through_tsv(text):
+    out = escape_tsv(text)
+    assert not set("\t\n\r") & set(out)
+    assert unescape_tsv(out) == text
+
+
+@given(st.lists(st.one_of(st.none(), st.text()), min_size=1, max_size=20))
+def test_no_neutralised_cell_starts_a_formula(values):
+    table = neutralise_csv_table(pa.table({"t": pa.array(values, pa.string())}))
+    for before, after in zip(values, table.column("t").to_pylist(), strict=True):
+        assert after == (None if before is None else neutralise_csv_cell(before))
+        assert after is None or not after.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+@given(st.text())
+def test_terminal_text_has_no_control_characters(text):
+    out = escape_terminal(text)
+    assert not any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in out)
+
+
+@given(st.text())
+def test_markdown_text_has_no_tags_pipes_or_newlines(text):
+    out = escape_markdown(text)
+    assert "<" not in out and ">" not in out and "\n" not in out
+    assert "|" not in out.replace("\\|", "")
