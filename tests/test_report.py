@@ -317,3 +317,15 @@ def test_wall_clock_of_events_at_any_offset(tmp_path):
     hours = {r["hour"]: r["events_cry"] for r in data.hour_rows}
     assert hours[23] == 1 and hours[0] == 1
     assert {r["day"]: r["events_cry"] for r in data.day_rows} == {"2024-05-01": 1, "2024-05-02": 1}
+
+
+def test_metadata_of_the_wrong_shape_is_ignored(tmp_path):
+    results = _scan_like(tmp_path)
+    rows = FORMATS.get("parquet")().read(results).to_pylist()
+    _write(results, rows, meta={"classes": "cry", "options": ["x"], "heads": "h", "roots": "/rec",
+                                "backbones": None})
+    data = load_report(results)
+    assert data.roots == ("/rec",) and "cry" in data.classes and "c" not in data.classes
+    write_report(results, tmp_path / "odd.html")
+    _write(results, rows, meta=None)
+    assert load_report(results).metadata == {}

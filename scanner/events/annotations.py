@@ -83,14 +83,15 @@ def table_metadata(path: Path, table: Any) -> dict[str, Any]:
     from scanner.output.writer import sidecar_path
 
     raw = (table.schema.metadata or {}).get(b"scanner")
+    data: Any = {}
     try:
         if raw:
-            return json.loads(raw)
-        if sidecar_path(path).is_file():
-            return json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+            data = json.loads(raw)
+        elif sidecar_path(path).is_file():
+            data = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
     except (ValueError, OSError) as e:
         log.warning("ignoring unreadable metadata of %s: %s", escape_terminal(str(path)), e)
-    return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _is_events(columns: Iterable[str]) -> bool:
@@ -204,7 +205,7 @@ def _loaded(table: Any, source: Source, path: Path, files: dict[str, FileInfo],
         out.append(Annotation(str(r["path"]), str(r["label"]), start, float(r["end_s"]),
                               _num(r.get("peak_confidence")), _num(r.get("mean_confidence")),
                               when))
-    classes = [str(c) for c in meta.get("classes") or []]
+    classes = [str(c) for c in meta.get("classes") or [] if isinstance(meta.get("classes"), list)]
     classes += sorted({a.label for a in out} - set(classes))
     return Loaded(out, source, path, files, meta, classes)
 
@@ -234,9 +235,11 @@ def select(annotations: Iterable[Annotation], *, min_confidence: float | None = 
 def scan_roots(metadata: Mapping[str, Any], paths: Iterable[str]) -> tuple[str, ...]:
     """The scanned roots: from the table's metadata when it records them, else the deepest
     folder that holds every file."""
-    for source in (metadata, metadata.get("options") or {}):
+    for source in (metadata, metadata.get("options")):
         roots = source.get("roots") if isinstance(source, Mapping) else None
-        if roots:
+        if isinstance(roots, str):
+            roots = [roots]
+        if isinstance(roots, list) and roots:
             return tuple(str(r) for r in roots)
     parents = sorted({str(PurePosixPath(p).parent) for p in paths})
     if not parents:

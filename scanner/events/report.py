@@ -106,7 +106,7 @@ def _read(path: Path, wanted: Any = None, filters: Any = None) -> Any:
 
 
 def _settings(meta: dict[str, Any]) -> dict[str, Any]:
-    options = meta.get("options") or {}
+    options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
     for source in (options.get("segments"), options.get("detection"), meta.get("detection"),
                    meta.get("segments")):
         if isinstance(source, dict):
@@ -149,8 +149,9 @@ def load_report(results: Path, *, top_files: int = 10, top_events: int = TOP_EVE
     meta = table_metadata(results, files)
     settings = _settings(meta)
     background = settings.get("background", DEFAULT_BACKGROUND)
-    classes = list(meta.get("classes") or [c[5:] for c in _names(results, files)
-                                           if c.startswith("prob_")])
+    known = meta.get("classes")
+    classes = [str(c) for c in known] if isinstance(known, list) and known else \
+        [c[5:] for c in _names(results, files) if c.startswith("prob_")]
     ev_file = events_path(results)
     events = _read(ev_file) if ev_file.is_file() else None
     labels = set(pc.unique(files.column("label")).to_pylist()) - {None}

@@ -111,11 +111,12 @@ def _settings(data: ReportData) -> Table | None:
     add("roots", list(data.roots))
     add("classes", ", ".join(data.classes))
     add("backbones", ", ".join(f"{b.get('name', '?')} ({str(b.get('sha256', ''))[:12]})"
-                               for b in meta.get("backbones", []) if isinstance(b, dict)))
-    add("heads", ", ".join(str(h.get("name", "?")) for h in meta.get("heads", [])
+                               for b in meta.get("backbones") or [] if isinstance(b, dict)))
+    add("heads", ", ".join(str(h.get("name", "?")) for h in meta.get("heads") or []
                            if isinstance(h, dict)))
     add("detection thresholds", {c: round(t, 3) for c, t in data.thresholds.items()})
-    for key, value in sorted((meta.get("options") or {}).items()):
+    options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
+    for key, value in sorted(options.items()):
         add(f"option {key}", value)
     return Table("Scan settings", ["setting", "value"], rows)
 
