@@ -107,7 +107,7 @@ def _read(path: Path, wanted: Any = None, filters: Any = None) -> Any:
 
 def _settings(meta: dict[str, Any]) -> dict[str, Any]:
     options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
-    for source in (options.get("segments"), options.get("detection"), meta.get("detection"),
+    for source in (meta.get("detection"), options.get("detection"), options.get("segments"),
                    meta.get("segments")):
         if isinstance(source, dict):
             return source
