@@ -321,3 +321,19 @@ def test_dictionary_columns_and_a_csv_file_table(tmp_path):
     jl = export(tmp_path / "c.csv", "jsonl", tmp_path / "j")
     first = json.loads((tmp_path / "j" / "events.jsonl").read_text().splitlines()[0])
     assert first["start_time"] == "2024-05-01T03:04:07" and jl.n_annotations == 3
+
+
+def test_roots_recorded_as_typed_are_anchored_in_the_paths(tmp_path):
+    rows = [{**EVENTS[0], "path": "/home/me/rec/site1/a.wav"},
+            {**EVENTS[0], "path": "/home/me/rec/site2/deep/b.wav"}]
+    table = pa.Table.from_pylist(rows).replace_schema_metadata(
+        {b"scanner": json.dumps({"roots": ["rec"], "classes": ["screaming"]}).encode()})
+    FORMATS.get("parquet")().write(table, tmp_path / "r.events.parquet")
+    export(tmp_path / "r.events.parquet", "audacity", tmp_path / "aud")
+    assert (tmp_path / "aud" / "site1" / "a.txt").is_file()
+    assert (tmp_path / "aud" / "site2" / "deep" / "b.txt").is_file()
+    # a recorded root that holds none of the files: the deepest common folder instead
+    table = table.replace_schema_metadata({b"scanner": json.dumps({"roots": ["elsewhere"]}).encode()})
+    FORMATS.get("parquet")().write(table, tmp_path / "s.events.parquet")
+    export(tmp_path / "s.events.parquet", "audacity", tmp_path / "aud2")
+    assert (tmp_path / "aud2" / "site1" / "a.txt").is_file()

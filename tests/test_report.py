@@ -25,8 +25,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = "/rec/site2/<img src=x onerror=alert(1)><script>alert(2)<\\script> $x$ $$|.wav"
 META = {"classes": list(CLASSES), "created": "2026-01-01T00:00:00+00:00", "tool_version": "0.1",
         "roots": ["/rec"], "heads": [{"name": "default"}],
-        "options": {"segments": {"background": "not_screaming", "thresholds": {"screaming": 0.6}},
-                    "batch_s": 60.0}}
+        "detection": {"background": "not_screaming", "thresholds": {"screaming": 0.6}},
+        "options": {"batch_s": 60.0}}
 
 
 def _write(path: Path, rows: list[dict], *, meta: dict | None = META) -> Path:
@@ -329,3 +329,12 @@ def test_metadata_of_the_wrong_shape_is_ignored(tmp_path):
     write_report(results, tmp_path / "odd.html")
     _write(results, rows, meta=None)
     assert load_report(results).metadata == {}
+
+
+def test_folders_of_a_relative_recorded_root(tmp_path):
+    results = _scan_like(tmp_path)
+    rows = FORMATS.get("parquet")().read(results).to_pylist()
+    _write(results, rows, meta={**META, "roots": ["rec"]})  # as typed: 'scanner scan rec'
+    data = load_report(results)
+    assert data.roots == ("/rec",)
+    assert {r["folder"] for r in data.folder_rows} == {"site1", "site2", "."}

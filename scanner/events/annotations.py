@@ -232,19 +232,46 @@ def select(annotations: Iterable[Annotation], *, min_confidence: float | None = 
     return sorted(kept, key=lambda a: (a.path, a.start_s, a.end_s, a.label))
 
 
-def scan_roots(metadata: Mapping[str, Any], paths: Iterable[str]) -> tuple[str, ...]:
-    """The scanned roots: from the table's metadata when it records them, else the deepest
-    folder that holds every file."""
+def scan_roots(metadata: Mapping[str, Any], folders: Iterable[str]) -> tuple[str, ...]:
+    """The scanned roots, as the table's paths spell them.
+
+    The roots the metadata records are used when they hold the files; a root recorded as
+    typed (``sample_audio``) is anchored in the paths that hold it
+    (``/home/me/sample_audio/...`` -> ``/home/me/sample_audio``). Otherwise, the deepest
+    folder that holds every file.
+
+    Args:
+        metadata: The table's metadata (``roots``, or ``options.roots``).
+        folders: The folders of the table's files (each file's parent).
+    """
+    folders = sorted(set(folders), key=lambda f: (len(f), f))
+    recorded: list[str] = []
     for source in (metadata, metadata.get("options")):
         roots = source.get("roots") if isinstance(source, Mapping) else None
         if isinstance(roots, str):
             roots = [roots]
         if isinstance(roots, list) and roots:
-            return tuple(str(r) for r in roots)
-    parents = sorted({str(PurePosixPath(p).parent) for p in paths})
-    if not parents:
+            recorded = [str(r) for r in roots]
+            break
+    anchored = [a for a in (_anchor(r, folders) for r in recorded) if a is not None]
+    if anchored:
+        return tuple(dict.fromkeys(anchored))
+    if not folders:
         return ()
     try:
-        return (os.path.commonpath(parents),)
+        return (os.path.commonpath(folders),)
     except ValueError:  # absolute and relative paths mixed
         return ()
+
+
+def _anchor(root: str, folders: Sequence[str]) -> str | None:
+    """``root`` as the folders spell it: itself, or the prefix of a folder ending in it."""
+    want = tuple(p for p in PurePosixPath(root).parts if p != ".")
+    if not want:
+        return None
+    for folder in folders:
+        parts = PurePosixPath(folder).parts
+        for i in range(len(parts) - len(want) + 1):
+            if parts[i:i + len(want)] == want:
+                return str(PurePosixPath(*parts[:i + len(want)]))
+    return None

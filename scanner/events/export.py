@@ -263,9 +263,9 @@ def export(results: Path, fmt: str, out_dir: Path | None = None, *,
     for w in warnings:
         log.warning("%s", escape_terminal(w))
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(Path(results), fmt)
-    layout = Layout(out_dir, tuple(roots) or scan_roots(loaded.metadata,
-                                                        loaded.files or [a.path for a in kept]),
-                    beside_audio)
+    paths = loaded.files or [a.path for a in kept]
+    layout = Layout(out_dir, tuple(roots) or scan_roots(
+        loaded.metadata, {str(PurePosixPath(p).parent) for p in paths}), beside_audio)
     rendered = exporter.render(kept, loaded.files, layout)
     files = dict(rendered.files)
     if exporter.per_file:

@@ -6,7 +6,6 @@ or the top-k), so no Python loop ever runs over every row of a table.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,16 +44,12 @@ def flags(files: Any, events: Any | None, targets: list[str]) -> dict[str, Any]:
 
 
 def roots_of(meta: dict[str, Any], files: Any) -> tuple[str, ...]:
+    """The scanned roots (see :func:`scan_roots`), from the files' unique folders."""
     import pyarrow.compute as pc
 
-    roots = scan_roots(meta, [])
-    if roots or not files.num_rows:
-        return roots
-    folders = pc.unique(folder_column(files.column("path"), ())).to_pylist()
-    try:
-        return (os.path.commonpath(folders),)
-    except ValueError:  # absolute and relative paths mixed
+    if not files.num_rows:
         return ()
+    return scan_roots(meta, pc.unique(folder_column(files.column("path"), ())).to_pylist())
 
 
 def folder_column(paths: Any, roots: tuple[str, ...]) -> Any:
