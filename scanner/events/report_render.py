@@ -117,7 +117,8 @@ def _settings(data: ReportData) -> Table | None:
     add("detection thresholds", {c: round(t, 3) for c, t in data.thresholds.items()})
     options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
     for key, value in sorted(options.items()):
-        add(f"option {key}", value)
+        if key not in ("command", "roots"):  # shown above
+            add(f"option {key}", value)
     return Table("Scan settings", ["setting", "value"], rows)
 
 
