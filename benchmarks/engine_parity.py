@@ -30,12 +30,17 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return table.drop_columns([c for c in TIMING if c in table.column_names]).to_pylist()
 
 
+def _key(row: dict[str, Any]) -> tuple:
+    return (row["path"], row.get("start_s"), row.get("label"))
+
+
 def compare_rows(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rows matched by path: how many differ outside float columns, and the largest float gap."""
-    by_path = {r["path"]: r for r in b}
+    """Rows matched by path (and start and label, for events and windows): how many differ
+    outside float columns, and the largest float gap."""
+    by_key = {_key(r): r for r in b}
     worst, other = 0.0, []
     for row in a:
-        twin = by_path.get(row["path"])
+        twin = by_key.get(_key(row))
         if twin is None:
             other.append((row["path"], "missing"))
             continue
