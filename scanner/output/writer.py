@@ -93,7 +93,10 @@ class CsvFormat(TableFormat):
     def write(self, table: Any, path: Path) -> None:
         import pyarrow.csv as pacsv
 
-        pacsv.write_csv(table, path)
+        from scanner.escape import neutralise_csv_table
+
+        # Text that a spreadsheet would run as a formula gets a leading "'" (OWASP).
+        pacsv.write_csv(neutralise_csv_table(table), path)
 
     def read(self, path: Path) -> Any:
         import pyarrow.csv as pacsv
@@ -101,9 +104,7 @@ class CsvFormat(TableFormat):
         return pacsv.read_csv(path)
 
     def writer(self, path: Path, schema: Any) -> Any:
-        import pyarrow.csv as pacsv
-
-        return pacsv.CSVWriter(path, schema)
+        return _NeutralisingCsvWriter(path, schema)
 
     def batches(self, path: Path, schema: Any, *, columns: Sequence[str] | None = None,
                 rows: int = READ_ROWS) -> Iterator[Any]:
@@ -123,6 +124,23 @@ class CsvFormat(TableFormat):
                 column_types={c: types[c] for c in wanted if c in types},
                 include_columns=wanted, strings_can_be_null=True))
         yield from reader
+
+
+class _NeutralisingCsvWriter:
+    """A streaming CSV writer that neutralises formula text, as :meth:`CsvFormat.write` does."""
+
+    def __init__(self, path: Path, schema: Any) -> None:
+        import pyarrow.csv as pacsv
+
+        self._writer = pacsv.CSVWriter(path, schema)
+
+    def write_table(self, table: Any) -> None:
+        from scanner.escape import neutralise_csv_table
+
+        self._writer.write_table(neutralise_csv_table(table))
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 def sidecar_path(path: Path) -> Path:
