@@ -193,14 +193,15 @@ def rows_by_name(rows: list[dict]) -> dict[str, dict]:
 
 
 def deleting_after_discovery(victim: Path) -> Any:
-    """``discover`` as it is, but ``victim`` is deleted once the files are listed."""
+    """``iter_files`` (the scan's streamed discovery) as it is, but ``victim`` is deleted
+    once the files are listed, before any is decoded."""
     import scanner.audio.discover
 
-    real_discover = scanner.audio.discover.discover
+    real_iter_files = scanner.audio.discover.iter_files
 
     def discover_then_delete(*args, **kwargs):
-        files = real_discover(*args, **kwargs)
+        files = list(real_iter_files(*args, **kwargs))
         victim.unlink()
-        return files
+        return iter(files)
 
     return discover_then_delete

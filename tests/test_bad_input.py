@@ -255,8 +255,8 @@ def test_file_deleted_after_discovery_is_an_error_row_then_retried(tmp_path, fak
         write_audio(folder / f"f{i}.wav", noise(1.0, SR, seed=i), SR)
     victim = folder / "f2.wav"
     kept, mtime_ns = victim.read_bytes(), victim.stat().st_mtime_ns
-    real_discover = scanner.audio.discover.discover
-    monkeypatch.setattr(scanner.audio.discover, "discover", deleting_after_discovery(victim))
+    real_discover = scanner.audio.discover.iter_files
+    monkeypatch.setattr(scanner.audio.discover, "iter_files", deleting_after_discovery(victim))
     out = tmp_path / "r.parquet"
     summary = scan([folder], out, _fake(fake_head, workers=1))
     rows = _by_name(pq.read_table(out).to_pylist())
@@ -264,7 +264,7 @@ def test_file_deleted_after_discovery_is_an_error_row_then_retried(tmp_path, fak
     assert rows["f2.wav"]["error_kind"] == "io"
     assert rows["f2.wav"]["error"] == "file not found (moved or deleted since it was listed)"
 
-    monkeypatch.setattr(scanner.audio.discover, "discover", real_discover)
+    monkeypatch.setattr(scanner.audio.discover, "iter_files", real_discover)
     victim.write_bytes(kept)
     os.utime(victim, ns=(mtime_ns,) * 2)
     again = scan([folder], out, _fake(fake_head, workers=1, resume=True))

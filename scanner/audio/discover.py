@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,27 +68,10 @@ def discover(
         ConfigError: A path does not exist or is neither a file nor a folder, or
             ``extensions`` is empty.
     """
-    if extensions is None:
-        exts = frozenset(DEFAULT_EXTENSIONS)
-    else:
-        exts = frozenset(e.lower().lstrip(".") for e in extensions if e.strip("."))
-        if not exts:
-            raise ConfigError("no file extensions to scan were given")
-    filters = _Filters(exts, tuple(include), tuple(exclude), hidden, follow_symlinks)
-
+    filters = _make_filters(extensions, include, exclude, hidden, follow_symlinks)
     found: dict[str, tuple[bool, str]] = {}  # resolved path -> (is a link, path as found)
-    for raw in paths:
-        root = Path(os.path.abspath(os.path.expanduser(os.fspath(raw))))
-        if not os.path.exists(root):
-            why = "a broken symbolic link" if os.path.islink(root) else "does not exist"
-            raise ConfigError(f"cannot scan {str(raw)!r}: {why}")
-        if root.is_dir():
-            candidates = _walk(root, filters)
-        elif root.is_file():
-            candidates = [str(root)]
-        else:
-            raise ConfigError(f"cannot scan {str(raw)!r}: not a regular file or folder")
-        for path in candidates:
+    for root, is_dir in [_check_root(raw) for raw in paths]:
+        for path in _walk(root, filters) if is_dir else [str(root)]:
             _remember(found, path)
 
     files = []
@@ -103,6 +86,80 @@ def discover(
     return files
 
 
+def iter_files(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    extensions: Sequence[str] | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    hidden: bool = False,
+    follow_symlinks: bool = False,
+) -> Iterator[AudioFile]:
+    """:func:`discover`, streamed: each file is yielded as the walk finds it, so a scan
+    starts on the first file while a large tree is still being walked.
+
+    Same arguments and filters as :func:`discover`. The paths are checked (ConfigError)
+    before anything is yielded. Files come in walk order, not sorted. Each file is taken
+    once by resolved path: the first path that reaches it, except that linked files are held
+    back until the walk ends, so a real file wins over a link to it, and of several links
+    the smaller path (as in :func:`discover`).
+    """
+    filters = _make_filters(extensions, include, exclude, hidden, follow_symlinks)
+    roots = [_check_root(raw) for raw in paths]
+    return _stream(roots, filters)
+
+
+def _stream(roots: list[tuple[Path, bool]], filters: _Filters) -> Iterator[AudioFile]:
+    seen: set[str] = set()
+    links: dict[str, str] = {}  # resolved path -> smallest linked path that reaches it
+    for root, is_dir in roots:
+        for path in _walk(root, filters) if is_dir else [str(root)]:
+            key = os.path.realpath(path)
+            if os.path.islink(path):
+                if key not in links or path < links[key]:
+                    links[key] = path
+            elif key not in seen:
+                seen.add(key)
+                if (file := _stat(path)) is not None:
+                    yield file
+    for key, path in sorted(links.items(), key=lambda kv: kv[1]):
+        if key not in seen and (file := _stat(path)) is not None:
+            yield file
+
+
+def _stat(path: str) -> AudioFile | None:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        logger.warning("skipping %s: %s", path, e.strerror or e)
+        return None
+    return AudioFile(path=Path(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def _make_filters(extensions: Sequence[str] | None, include: Sequence[str],
+                  exclude: Sequence[str], hidden: bool, follow_symlinks: bool) -> _Filters:
+    if extensions is None:
+        exts = frozenset(DEFAULT_EXTENSIONS)
+    else:
+        exts = frozenset(e.lower().lstrip(".") for e in extensions if e.strip("."))
+        if not exts:
+            raise ConfigError("no file extensions to scan were given")
+    return _Filters(exts, tuple(include), tuple(exclude), hidden, follow_symlinks)
+
+
+def _check_root(raw: str | os.PathLike[str]) -> tuple[Path, bool]:
+    """A path to scan, absolute, and whether it is a folder; ConfigError if it is neither."""
+    root = Path(os.path.abspath(os.path.expanduser(os.fspath(raw))))
+    if not os.path.exists(root):
+        why = "a broken symbolic link" if os.path.islink(root) else "does not exist"
+        raise ConfigError(f"cannot scan {str(raw)!r}: {why}")
+    if root.is_dir():
+        return root, True
+    if root.is_file():
+        return root, False
+    raise ConfigError(f"cannot scan {str(raw)!r}: not a regular file or folder")
+
+
 def _remember(found: dict[str, tuple[bool, str]], path: str) -> None:
     """Keep one path per resolved file: a real file over a link, then the smaller path."""
     key = os.path.realpath(path)
@@ -111,11 +168,10 @@ def _remember(found: dict[str, tuple[bool, str]], path: str) -> None:
         found[key] = entry
 
 
-def _walk(root: Path, filters: _Filters) -> list[str]:
-    """Paths of the matching files under ``root`` (a folder), in no particular order."""
+def _walk(root: Path, filters: _Filters) -> Iterator[str]:
+    """Paths of the matching files under ``root`` (a folder), as found (no particular order)."""
     root_real = os.path.realpath(root)
     seen_dirs = {root_real}
-    out: list[str] = []
     stack: list[tuple[str, str]] = [(str(root), "")]  # (folder path, path relative to root)
     while stack:
         folder, rel_folder = stack.pop()
@@ -160,8 +216,7 @@ def _walk(root: Path, filters: _Filters) -> list[str]:
                 logger.info("skipping %s: it links outside %s", entry.path, root)
                 continue
             if _wanted(filters, rel, name):
-                out.append(entry.path)
-    return out
+                yield entry.path
 
 
 def _inside(path: str, root_real: str) -> bool:

@@ -175,7 +175,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     bar = _ProgressBar(disable=quiet)
     try:
         summary = scan(paths, out, config, classifier=classifier, on_files=bar.start,
-                       on_row=bar.update, engine=ENGINES.get(engine)(address=ray_address))
+                       on_row=bar.update, on_discovered=bar.discovered,
+                       engine=ENGINES.get(engine)(address=ray_address))
     except ScanInterrupted as e:
         bar.close()
         log.warning("interrupted after %d files; committed rows are kept. Continue with: "
@@ -201,24 +202,42 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
 
 
 class _ProgressBar:
-    """tqdm on stderr, counting files and audio hours."""
+    """tqdm on stderr, counting files and audio hours; while files are still being found
+    (discovery streams), the count found so far stands in for the total."""
 
     def __init__(self, *, disable: bool) -> None:
         self.disable = disable
         self._bar = None
+        self._audio_s = 0.0
+        self._found: int | None = None
+
+    def _open(self) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=None, unit="file", file=sys.stderr, disable=self.disable,
+                             dynamic_ncols=True, desc="scanning")
+
+    def discovered(self, found: int) -> None:
+        self._open()
+        self._found = found
+        self._postfix()
 
     def start(self, total: int) -> None:
-        from tqdm import tqdm
+        """Discovery has ended: ``total`` files are to be scanned."""
+        self._open()
+        self._found = None
+        self._bar.total = total
+        self._postfix()
 
-        self._bar = tqdm(total=total, unit="file", file=sys.stderr, disable=self.disable,
-                         dynamic_ncols=True, desc="scanning")
-        self._audio_s = 0.0
+    def _postfix(self) -> None:
+        found = f", {self._found} found so far" if self._found is not None else ""
+        self._bar.set_postfix_str(f"{self._audio_s / 3600:.2f} h audio{found}", refresh=False)
 
     def update(self, row: dict) -> None:
-        if self._bar is None:
-            return
+        self._open()
         self._audio_s += row.get("duration_s") or 0.0
-        self._bar.set_postfix_str(f"{self._audio_s / 3600:.2f} h audio", refresh=False)
+        self._postfix()
         self._bar.update(1)
 
     def close(self) -> None:

@@ -4,7 +4,10 @@ tables and the summary.
 ::
 
     discover -> resume filter -> engine.results(todo) -> FileChain.process -> commit -> finish
-    (paths)                       (FileResult per file)   (row | events | sinks)
+    (paths, streamed)             (FileResult per file)   (row | events | sinks)
+
+Discovery streams (:class:`~scanner.engines.discovery.FileStream`): the walk runs in a thread
+ahead of the scan, so the first file is decoded while a large tree is still being walked.
 
 An engine (:class:`~scanner.engines.local.LocalEngine`, :class:`~scanner.engines.ray_engine.RayEngine`)
 only decides where and when decoding and the models run, and yields one
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +31,10 @@ from scanner.records import AudioFile, FileResult
 
 if TYPE_CHECKING:
     from scanner.engines.chain import FileChain
+    from scanner.engines.discovery import FileStream
 
 log = logging.getLogger(__name__)
 
-# Error kinds worth another try on --resume; other errors are properties of the file.
-TRANSIENT_ERRORS = frozenset({"timeout", "crashed", "io", "internal"})
 # Rows are committed to disk at least this often, so a kill loses little work.
 COMMIT_ROWS = 256
 COMMIT_EVERY_S = 10.0
@@ -48,8 +50,9 @@ class Engine(Protocol):
     def prepare(self, config: ScanConfig, sample_rate_hz: int | None) -> None:
         """Called before discovery and model loading (to boot workers meanwhile)."""
 
-    def results(self, todo: Sequence[AudioFile], config: ScanConfig, classifier: Classifier
-                ) -> Iterator[FileResult]: ...
+    def results(self, todo: Iterable[AudioFile], config: ScanConfig, classifier: Classifier
+                ) -> Iterator[FileResult]:
+        """``todo`` streams from discovery (iterate it once)."""
 
     def close(self) -> None: ...
 
@@ -90,6 +93,7 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
          classifier: Classifier | None = None,
          on_files: Callable[[int], None] | None = None,
          on_row: Callable[[dict[str, Any]], None] | None = None,
+         on_discovered: Callable[[int], None] | None = None,
          engine: Engine | None = None) -> ScanSummary:
     """Scans ``paths`` and writes one row per audio file to ``out``, and its events beside it.
 
@@ -99,14 +103,17 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
             (``.csv`` likewise), per-window rows to ``OUT.segments.*`` with ``config.segments``.
         config: Scan settings (defaults: YAMNet with its default head).
         classifier: Already loaded models (else loaded from ``config``).
-        on_files: Called once with the number of files to process (for a progress bar).
+        on_files: Called once, when discovery has ended, with the number of files to
+            process (a progress bar's total; rows may have been made already).
         on_row: Called with each row as it is made (for progress and logging).
+        on_discovered: Called with the number of files found so far, as discovery goes.
         engine: Where the stages run (default: a :class:`~scanner.engines.local.LocalEngine`).
 
     Returns:
         A summary. Raises ScanInterrupted on Ctrl-C after keeping the committed rows.
     """
-    from scanner.audio.discover import discover
+    import scanner.audio.discover as discover
+    from scanner.engines.discovery import FileStream
     from scanner.output.guard import OutputGuard
 
     config = config or ScanConfig()
@@ -122,16 +129,19 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
     engine.prepare(config, _known_sample_rate(config, classifier))
     try:
         with guard.lock():
-            files = discover(paths, extensions=config.extensions, include=config.include,
-                             exclude=config.exclude, hidden=config.hidden,
-                             follow_symlinks=config.follow_symlinks)
+            # checks the paths now (ConfigError); the walk itself runs in the stream's thread
+            walk = discover.iter_files(paths, extensions=config.extensions,
+                                       include=config.include, exclude=config.exclude,
+                                       hidden=config.hidden,
+                                       follow_symlinks=config.follow_symlinks)
             classifier = classifier or load_classifier(config)
             tables = _open_tables(out, config, classifier, guard)
-            todo, skipped, redo = _resume_filter(files, tables.previous_keys()) if config.resume \
-                else (files, 0, set())
-            if on_files:
-                on_files(len(todo))
-            return _run(todo, skipped, redo, config, classifier, tables, engine, on_row, start)
+            stream = FileStream(walk, done=tables.previous_keys() if config.resume else None,
+                                on_discovered=on_discovered, on_files=on_files)
+            try:
+                return _run(stream, config, classifier, tables, engine, on_row, start)
+            finally:
+                stream.close()
     finally:
         engine.close()
 
@@ -172,9 +182,9 @@ def _open_tables(out: Path, config: ScanConfig, classifier: Classifier, guard: A
     return _Tables(sink, FileChain(classifier, detection, sinks), out)
 
 
-def _run(todo: list[AudioFile], skipped: int, redo: set[str], config: ScanConfig,
-         classifier: Classifier, tables: _Tables, engine: Engine,
-         on_row: Callable[[dict[str, Any]], None] | None, start: float) -> ScanSummary:
+def _run(todo: FileStream, config: ScanConfig, classifier: Classifier, tables: _Tables,
+         engine: Engine, on_row: Callable[[dict[str, Any]], None] | None, start: float
+         ) -> ScanSummary:
     counts = {"ok": 0, "error": 0, "events": 0}
     audio_s = 0.0
     pending: list[dict[str, Any]] = []
@@ -189,8 +199,8 @@ def _run(todo: list[AudioFile], skipped: int, redo: set[str], config: ScanConfig
         pending, committed = [], time.monotonic()
 
     def summary(files: int) -> ScanSummary:
-        return ScanSummary(tables.out, files, counts["ok"], counts["error"], skipped, audio_s,
-                           time.monotonic() - start, counts["events"])
+        return ScanSummary(tables.out, files, counts["ok"], counts["error"], todo.skipped,
+                           audio_s, time.monotonic() - start, counts["events"])
 
     source = engine.results(todo, config, classifier)
     try:
@@ -211,9 +221,9 @@ def _run(todo: list[AudioFile], skipped: int, redo: set[str], config: ScanConfig
         tables.chain.abort()
         tables.sink.abort()
         raise ScanInterrupted(summary(counts["ok"] + counts["error"])) from None
-    tables.chain.finish(redo)  # the file table last: a crash here leaves it resumable
-    tables.sink.finish(drop_paths=redo)
-    return summary(len(todo))
+    tables.chain.finish(todo.redo)  # the file table last: a crash here leaves it resumable
+    tables.sink.finish(drop_paths=todo.redo)
+    return summary(counts["ok"] + counts["error"])
 
 
 def _known_sample_rate(config: ScanConfig, classifier: Classifier | None) -> int | None:
@@ -228,25 +238,3 @@ def _known_sample_rate(config: ScanConfig, classifier: Classifier | None) -> int
         except KeyError:  # an unknown backbone: load_classifier says so
             return None
     return rates.pop() if len(rates) == 1 else None
-
-
-def _resume_filter(files: list[AudioFile], done: dict[str, tuple[int, int, str | None]]
-                   ) -> tuple[list[AudioFile], int, set[str]]:
-    """Files still to do, how many are done, and earlier rows to replace (transient errors).
-
-    Args:
-        done: By path text: size, mtime (ns) and the error kind of each earlier row.
-    """
-    from scanner.output.rows import path_text
-
-    todo, redo = [], set()
-    for f in files:
-        key = path_text(f.path)
-        prev = done.get(key)
-        if prev is not None and prev[:2] == (f.size_bytes, f.mtime_ns) \
-                and prev[2] not in TRANSIENT_ERRORS:
-            continue
-        if prev is not None:
-            redo.add(key)
-        todo.append(f)
-    return todo, len(files) - len(todo), redo
