@@ -14,7 +14,13 @@ Measures, on one folder, back to back in the same run:
 and, with ``--scaling``, how wall time grows with the number of short files (100, 1,000,
 5,000 generated clips) and with file length (one 10 s clip vs one 1 h file).
 
+With ``--bound``, only what the shared-CPU bound needs, in one run: a one-file scan
+(start-up), the scan of the folder, and the stages (decode on one core, the model streamed
+as the scan drives it) on ``--stage-files`` of its files; it reports the scan's throughput
+after start-up (``audio / (wall - one-file wall)``) as a fraction of the bound.
+
     SCANNER_MODEL_DIR=../shared/models python benchmarks/bench_scan.py --folder /tmp/mixed265
+    SCANNER_MODEL_DIR=../shared/models python benchmarks/bench_scan.py --folder DIR --bound
 """
 
 from __future__ import annotations
@@ -125,12 +131,18 @@ def _streamed(backbone, clips: list, batch_s: float) -> float:
     return time.monotonic() - start
 
 
-def stages(folder: Path, threads: int) -> dict:
-    from scanner.backbones import load_backbone
+def stages(folder: Path, threads: int, *, sample: int | None = None,
+           quick: bool = False) -> dict:
+    """Each stage alone (see the module docstring); ``sample``: on that many files spread over the folder;
+    ``quick``: only the cut model, streamed and in 60 s batches."""
     from scanner.audio.decode import decode_task, plan_tasks
     from scanner.audio.discover import discover
+    from scanner.backbones import load_backbone
 
     files = discover([folder])
+    if sample:
+        step = max(1, len(files) // sample)  # spread over the folder: every format and length
+        files = files[::step][:sample]
     start = time.monotonic()
     clips = [decode_task(t) for t in plan_tasks(files)]
     decode_s = time.monotonic() - start
@@ -140,15 +152,18 @@ def stages(folder: Path, threads: int) -> dict:
     out: dict = {"audio_s": audio, "decode_x_realtime_one_core": audio / decode_s}
     # before: the whole TFLite model on packed waveforms; after: cut at the patch tensor
     for name, split in (("whole_model", False), ("cut_model", None)):
+        if quick and name == "whole_model":
+            continue
         backbone = load_backbone("yamnet", threads=threads, split=split)
         backbone.embed_batch(waves[:8])  # warm-up
         measured = {f"embed_batch_{b}s": audio / _batched(backbone.embed_batch, waves, b)
-                    for b in (30, 60, 120)}
+                    for b in ((60,) if quick else (30, 60, 120))}
         measured["streamed_60s"] = audio / _streamed(backbone, clips, 60)
-        start = time.monotonic()
-        for w in waves:
-            backbone.embed(w)
-        measured["per_file"] = audio / (time.monotonic() - start)
+        if not quick:
+            start = time.monotonic()
+            for w in waves:
+                backbone.embed(w)
+            measured["per_file"] = audio / (time.monotonic() - start)
         out[name] = measured
     out["model_x_realtime_best"] = max(out["cut_model"].values())
     out.update(shared_cpu_bound(out["model_x_realtime_best"], out["decode_x_realtime_one_core"],
@@ -164,6 +179,24 @@ def shared_cpu_bound(model_x: float, decode_x: float, threads: int, cores: int) 
     wall = max(1 / model_x, (threads / model_x + 1 / decode_x) / cores)
     return {"shared_cpu_bound_x_realtime": 1 / wall,
             "shared_cpu_bound_fraction": 1 / wall / model_x}
+
+
+def bound(folder: Path, threads: int, audio_s: float, stage_files: int | None) -> dict:
+    """The scan after start-up against the shared-CPU bound, measured in one run."""
+    from scanner.audio.discover import discover
+
+    env = dict(os.environ)
+    one = next(iter(discover([folder]))).path
+    with tempfile.TemporaryDirectory() as tmp:
+        base = [sys.executable, "-m", "scanner", "-q", "scan", "--threads", str(threads)]
+        startup = _run([*base, str(one), "-o", f"{tmp}/one.parquet"], env)
+        wall = _run([*base, str(folder), "-o", f"{tmp}/scan.parquet"], env)
+        startup = min(startup, _run([*base, str(one), "-o", f"{tmp}/one2.parquet"], env))
+    measured = stages(folder, threads, sample=stage_files, quick=True)
+    after = audio_s / (wall - startup)
+    return {"one_file_s": startup, "scan_s": wall, "after_startup_x_realtime": after,
+            "stages": measured,
+            "fraction_of_bound": after / measured["shared_cpu_bound_x_realtime"]}
 
 
 def scaling(threads: int) -> list[dict]:
@@ -198,11 +231,21 @@ def main() -> None:
                         help="decode workers of the scan (default: scan's own, one per core)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--scaling", action="store_true", help="also run the scaling table")
+    parser.add_argument("--bound", action="store_true",
+                        help="only the scan after start-up against the shared-CPU bound")
+    parser.add_argument("--stage-files", type=int, default=None,
+                        help="with --bound: measure the stages on this many of the files")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scan.json"))
     args = parser.parse_args()
     n, audio = audio_seconds(args.folder)
     result = {"folder": str(args.folder), "files": n, "audio_s": audio, "threads": args.threads,
               "workers": args.workers, "cpu_count": os.cpu_count()}
+    if args.bound:
+        result["bound"] = bound(args.folder, args.threads, audio, args.stage_files)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
     result["end_to_end"] = end_to_end(args.folder, args.threads, args.repeats, args.workers)
     result["stages"] = stages(args.folder, args.threads)
     result["end_to_end"]["scan_x_realtime"] = audio / result["end_to_end"]["scan_s"]

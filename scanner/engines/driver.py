@@ -18,6 +18,8 @@ the same :class:`~scanner.engines.chain.FileChain` for every engine.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
@@ -127,6 +129,8 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
     guard.check_before_start()
     # The decode workers boot while files are listed and the models load.
     engine.prepare(config, _known_sample_rate(config, classifier))
+    if os.environ.get("SCANNER_NO_WARM") is None:
+        threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
     try:
         with guard.lock():
             # checks the paths now (ConfigError); the walk itself runs in the stream's thread
@@ -224,6 +228,20 @@ def _run(todo: FileStream, config: ScanConfig, classifier: Classifier, tables: _
     tables.chain.finish(todo.redo)  # the file table last: a crash here leaves it resumable
     tables.sink.finish(drop_paths=todo.redo)
     return summary(counts["ok"] + counts["error"])
+
+
+def _warm_imports() -> None:
+    """Imports what the first commit needs while the workers boot and the first batch runs:
+    building any Arrow array imports pandas (pyarrow checks for pandas objects), which is a
+    large share of a small scan's start-up."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+        pa.array([0])
+    except Exception:  # noqa: BLE001 - only a head start; the commit imports them itself
+        log.debug("warming imports failed", exc_info=True)
 
 
 def _known_sample_rate(config: ScanConfig, classifier: Classifier | None) -> int | None:
