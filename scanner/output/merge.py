@@ -97,7 +97,10 @@ class Source:
 
 
 class _Cursor:
-    """A source being merged: a buffer of complete key groups, refilled batch by batch."""
+    """A source being merged: a buffer of complete key groups, refilled batch by batch.
+
+    ``first`` and ``last`` are the buffer's first and last keys (kept, not recomputed: the
+    merge compares them for every open source at every step)."""
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -105,6 +108,8 @@ class _Cursor:
         self.buffer: Any = None  # rows of complete keys, sorted
         self._carry: Any = None  # rows of the last key read, which may go on
         self.exhausted = False
+        self.first: str = ""
+        self.last: str = ""
         self.fill()
 
     def fill(self) -> None:
@@ -113,7 +118,7 @@ class _Cursor:
         import pyarrow.compute as pc
 
         key = self.source.key
-        while (self.buffer is None or not self.buffer.num_rows) and not self.exhausted:
+        while self.empty and not self.exhausted:
             table = next(self._tables, None)
             if table is None:
                 self.buffer, self._carry, self.exhausted = self._carry, None, True
@@ -125,24 +130,30 @@ class _Cursor:
             tail = pc.sum(pc.equal(column, last)).as_py()  # sorted: the last key's rows end it
             self.buffer = table.slice(0, table.num_rows - tail)
             self._carry = table.slice(table.num_rows - tail)
+        self._keys()
+
+    def _keys(self) -> None:
+        if not self.empty:
+            column = self.buffer.column(self.source.key)
+            self.first, self.last = column[0].as_py(), column[len(column) - 1].as_py()
 
     @property
     def empty(self) -> bool:
         return self.buffer is None or not self.buffer.num_rows
 
-    @property
-    def sure_until(self) -> str:
-        """Every row of this source with a key up to this is in the buffer."""
-        return self.buffer.column(self.source.key)[self.buffer.num_rows - 1].as_py()
-
     def take_until(self, key: str) -> Any:
         """Removes and returns the buffer's rows with keys up to ``key``."""
         import pyarrow.compute as pc
 
-        n = pc.sum(pc.less_equal(self.buffer.column(self.source.key), key)).as_py() or 0
+        if self.last <= key:
+            n = self.buffer.num_rows
+        else:
+            n = pc.sum(pc.less_equal(self.buffer.column(self.source.key), key)).as_py() or 0
         head, self.buffer = self.buffer.slice(0, n), self.buffer.slice(n)
         if self.empty:
             self.fill()
+        else:
+            self._keys()
         return head
 
 
@@ -162,19 +173,18 @@ def merge_sorted(sources: Sequence[Source], key: str, *, rows: int) -> Iterator[
         if not active:
             _, i = heapq.heappop(pending)
             active.append(_Cursor(sources[i]))
-        active = [c for c in active if not c.empty]
-        if not active:
+            active = [c for c in active if not c.empty]
             continue
-        frontier = min(c.sure_until for c in active)
+        # every open source holds all its rows up to the frontier; unopened ones start later
+        frontier = min(c.last for c in active)
         while pending and pending[0][0] <= frontier:
             _, i = heapq.heappop(pending)
             cursor = _Cursor(sources[i])
             if not cursor.empty:
                 active.append(cursor)
-                frontier = min(frontier, cursor.sure_until)
-        active.sort(key=lambda c: c.source.order)
-        pieces = [(c.source.generation, c.take_until(frontier)) for c in active]
-        step = _newest(pieces, key)
+                frontier = min(frontier, cursor.last)
+        taking = sorted((c for c in active if c.first <= frontier), key=lambda c: c.source.order)
+        step = _newest([(c.source.generation, c.take_until(frontier)) for c in taking], key)
         if step is not None:
             out.append(step)
             held += step.num_rows
