@@ -14,6 +14,8 @@ its decode workers sampled from ``/proc`` (VmRSS summed over the process tree):
 * ``long``: the long recordings;
 * ``resume``: ``--resume`` on the scale table (every file done: listing, the resume filter and
   the final tables are all it does);
+* ``tables``: the final table alone on ``--files`` synthetic rows (``finish`` time and Arrow's
+  peak memory while merging, a ``--resume`` open), in scan order and interleaved;
 
 and reports per-file cost after start-up (``(wall - one) / files``) at both sizes and their
 ratio, and checks that the scale table holds the same rows (and events) for the small run's
@@ -23,6 +25,10 @@ Full run (about 1,000 h of audio; hours on 2 cores)::
 
     SCANNER_MODEL_DIR=../shared/models python benchmarks/bench_scale.py \\
         --files 100000 --small 5000 --long-hours 24 --total-hours 1000
+
+The final table alone (seconds)::
+
+    python benchmarks/bench_scale.py --tables-only --files 100000
 
 Proof run on a shared machine (ratios within one run)::
 
@@ -182,6 +188,53 @@ def same_rows(small: Path, scale: Path) -> dict:
     return out
 
 
+def table_costs(n_rows: int, per_part: int = 256, *, interleaved: bool = False) -> dict:
+    """The final table alone: ``n_rows`` file rows committed in parts of ``per_part``, then
+    ``finish`` (time, Arrow's peak allocation while merging), then a ``--resume`` open and
+    its keys. ``interleaved``: every part spans the whole path range (the merge's worst
+    case) instead of the consecutive ranges a scan commits."""
+    import resource
+    import tempfile
+
+    import pyarrow as pa
+
+    from scanner.output.rows import arrow_schema, column_types
+    from scanner.output.writer import TableSink
+
+    classes = ("cry", "screaming", "not_screaming")
+    schema = arrow_schema(column_types(classes, ["yamnet"]), {b"scanner": b"{}"})
+
+    def row(i: int) -> dict:
+        where = f"site{i % 97:02d}/day{i // 1000:03d}" if interleaved \
+            else f"day{i // 1000:03d}/site{i % 97:02d}"
+        return {"path": f"/data/{where}/clip_{i:06d}.flac", "status": "ok", "label": "cry",
+                "confidence": 0.9, "size_bytes": 1000 + i, "mtime": 10**18 + i,
+                "duration_s": 5.0, "sample_rate": 16000, "channels": 1, "decoder": "soundfile",
+                "seconds_taken": 0.01, "mean_prob_cry": 0.9, "mean_prob_screaming": 0.05,
+                "mean_prob_not_screaming": 0.05, "backbone": "yamnet", "head": "default"}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.parquet"
+        sink = TableSink(out, schema)
+        for start in range(0, n_rows, per_part):
+            sink.write([row(i) for i in range(start, min(n_rows, start + per_part))])
+        pool, previous = pa.proxy_memory_pool(pa.default_memory_pool()), pa.default_memory_pool()
+        pa.set_memory_pool(pool)
+        try:
+            start = time.monotonic()
+            sink.finish()
+            finish_s = time.monotonic() - start
+        finally:
+            pa.set_memory_pool(previous)
+        start = time.monotonic()
+        keys = TableSink(out, schema, resume=True).previous_keys()
+        resume_s = time.monotonic() - start
+    return {"rows": n_rows, "parts": -(-n_rows // per_part), "interleaved": interleaved,
+            "finish_s": finish_s, "finish_arrow_peak_mib": pool.max_memory() / 2**20,
+            "resume_open_and_keys_s": resume_s, "keys": len(keys),
+            "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("/tmp/scanner-scale"),
@@ -194,7 +247,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale.json"))
     parser.add_argument("--skip-long", action="store_true", help="do not scan the long files")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="only the final-table and resume costs on --files synthetic rows")
     args = parser.parse_args()
+    if args.tables_only:
+        print(json.dumps([table_costs(args.files, interleaved=i) for i in (False, True)],
+                         indent=2))
+        return
     if args.small % PER_FOLDER or args.files % PER_FOLDER or args.small > args.files:
         parser.error(f"--small and --files must be multiples of {PER_FOLDER}, small <= files")
 
@@ -229,6 +288,7 @@ def main() -> None:
                                                  / runs["small"]["per_file_ms"])
     result["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs.values())
     result["same_rows"] = same_rows(work / "small.parquet", work / "scale.parquet")
+    result["tables"] = [table_costs(args.files, interleaved=i) for i in (False, True)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
