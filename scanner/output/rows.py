@@ -24,6 +24,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("seconds_taken", "float64"),
     ("size_bytes", "int64"),
     ("mtime", "timestamp"),
+    ("recorded_at", "datetime"),
     ("label", "label"),
     ("confidence", "float64"),
 )
@@ -61,6 +62,7 @@ def arrow_schema(columns: dict[str, str], metadata: dict[bytes, bytes] | None = 
 
     types = {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64(),
              "bool": pa.bool_(), "timestamp": pa.timestamp("ns", tz="UTC"),
+             "datetime": pa.timestamp("us"),
              "label": pa.dictionary(pa.int32(), pa.string())}
     nullable = {"int64": ("int64", "Int64"), "bool": ("boolean", "boolean")}
     pandas = {"index_columns": [], "column_indexes": [], "creator": {"library": "pyarrow"},
