@@ -113,8 +113,8 @@ class _EventSinks:
     """The segments and events tables beside the file table (``scan --segments``)."""
 
     def __init__(self, out: Path, config: ScanConfig, classifier: Classifier, fmt: str) -> None:
-        from scanner.events.segments import event_columns, events_path, segment_columns, segments_path
         from scanner.output.rows import arrow_schema
+        from scanner.events.segments import event_columns, events_path, segment_columns, segments_path
         from scanner.output.writer import TableSink
 
         meta = table_metadata(config, classifier)
@@ -169,8 +169,8 @@ class _EmbeddingStore:
                        for m in classifier.models}
 
     def add(self, result: FileResult) -> None:
-        from scanner.heads.base import pool
         from scanner.output.cache import ORIGINAL_VIEW, file_digest
+        from scanner.heads.base import pool
 
         if result.info is not None and result.info.truncated_to_s is not None:
             return  # a cut file's embedding is not the file's
@@ -303,8 +303,8 @@ def scan(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None
 
 def _start_decode_pool(config: ScanConfig, classifier: Classifier | None) -> DecodePool | None:
     """Decode workers for the local engine, booting now; None if the rate is not yet known."""
-    from scanner.audio.pool import DecodePool
     from scanner.backbones import BACKBONES
+    from scanner.audio.pool import DecodePool
     from scanner.engines.local import IN_FLIGHT
 
     if classifier is not None:

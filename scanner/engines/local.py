@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from scanner.backbones.base import Backbone
 from scanner.audio.decode import plan_tasks
 from scanner.audio.pool import DecodePool
-from scanner.backbones.base import Backbone
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask, Embedding
 
 log = logging.getLogger(__name__)

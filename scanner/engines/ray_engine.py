@@ -45,8 +45,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from scanner.audio.decode import decode_task, plan_tasks
 from scanner.config import ScanConfig
+from scanner.audio.decode import decode_task, plan_tasks
+from scanner.engines.local import FileResult, Stitcher, embed_items, overlap_for, with_overlap
+from scanner.errors import ConfigError
 from scanner.engines.driver import (
     ScanSummary,
     load_classifier,
@@ -54,8 +56,6 @@ from scanner.engines.driver import (
     results_schema,
     scan,
 )
-from scanner.engines.local import FileResult, Stitcher, embed_items, overlap_for, with_overlap
-from scanner.errors import ConfigError
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
 
 if TYPE_CHECKING:

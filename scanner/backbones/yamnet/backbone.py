@@ -19,10 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones import register_backbone
+from scanner.backbones.yamnet import runtime as rt
 from scanner.backbones.base import Backbone
 from scanner.backbones.replicas import Replicas
 from scanner.backbones.sources import MODEL_DIR_ENV, hub_offline, model_dir
-from scanner.backbones.yamnet import runtime as rt
 from scanner.backbones.yamnet.frames import (
     MIN_SAMPLES,
     PATCH_HOP_SAMPLES,
