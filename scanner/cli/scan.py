@@ -112,8 +112,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     """
     from scanner.cli import EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_LOAD_FAILED
     from scanner.config import ScanConfig
-    from scanner.engines.driver import ScanInterrupted, load_classifier
     from scanner.errors import ScannerError
+    from scanner.engines.driver import ScanInterrupted, load_classifier
 
     if ray_address and engine != "ray":
         raise click.BadParameter("needs --engine ray", param_hint="--ray-address")
