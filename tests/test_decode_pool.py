@@ -200,7 +200,8 @@ def test_a_file_replaced_by_a_fifo_gives_a_timeout_row_and_the_scan_exits(tmp_pa
         [sys.executable, str(script), str(folder / victim), "-q", "scan", str(folder), "-o",
          str(out), "--backbone", "fake", "--head", str(fake_head), "--decode-timeout", "2",
          "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True, cwd=Path(__file__).resolve().parents[1])
+        start_new_session=True, cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:

@@ -65,12 +65,18 @@ def _init_worker() -> None:
     Decode workers yield the cores to the model: decoding runs several times faster than the
     model and works ahead through the queue, so it fills the model's gaps instead of slowing
     its calls. A worker whose parent was killed (SIGKILL, out of memory) is adopted by init;
-    it notices within ``PARENT_POLL_S`` and exits instead of lingering for loky's idle timeout.
+    it notices within ``PARENT_POLL_S`` and exits instead of lingering for loky's idle timeout
+    (a thread polling ``getppid`` rather than ``PR_SET_PDEATHSIG``, which fires when the
+    *thread* that forked the worker ends, and loky forks from short-lived threads too).
     """
     try:
         os.nice(10)
     except OSError:  # not permitted here: run at normal priority
         pass
+    # SIGTERM or SIGHUP sent to the whole process group is the parent's to handle: it commits
+    # its rows, then kills the workers (SIGKILL, as loky does).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     parent = os.getppid()
 
     def watch() -> None:
