@@ -55,6 +55,8 @@ class DecodedClip:
     seconds_taken: float
     offset_s: float = 0.0
     truncated_to_s: float | None = None  # set when --max-duration cut the file
+    note_kind: ErrorKind | None = None  # "recovered" or "partial": the row's error_kind
+    note: str | None = None  # what was recovered or left out: the row's error
 
     @property
     def file(self) -> AudioFile:

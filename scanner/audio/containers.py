@@ -23,12 +23,20 @@ class ContainerFacts:
         claimed_s: The header's stated duration, when it states one exactly.
         past_4gib_s: A WAV over 4 GiB whose 32-bit sizes are saturated (0xFFFFFFFF): the
             seconds its data really holds. libsndfile stops reading at 4 GiB.
+        corrupt: Why the header cannot describe audio (a WAV sample rate of 0 Hz), or None.
+        chained: An Ogg file whose first and last pages belong to different logical streams:
+            links of a chain, which libsndfile and FFmpeg read only in part.
     """
 
     truncated: str | None = None
     held_s: float | None = None
     claimed_s: float | None = None
     past_4gib_s: float | None = None
+    corrupt: str | None = None
+    chained: bool = False
+
+MAX_RATE_HZ = 10_000_000  # the decoders' own bound (scanner.audio.decoders)
+_MP4_BRANDS = (b"ftyp",)
 
 
 def container_facts(path: Path, head: bytes, size_bytes: int) -> ContainerFacts:
@@ -36,7 +44,9 @@ def container_facts(path: Path, head: bytes, size_bytes: int) -> ContainerFacts:
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return _wav_facts(path, size_bytes)
     if head[:4] == b"OggS":
-        return _ogg_facts(path, size_bytes)
+        return _ogg_facts(path, head, size_bytes)
+    if head[4:8] in _MP4_BRANDS:
+        return _mp4_facts(path, size_bytes)
     if head[:4] in _NOT_MPEG:
         return ContainerFacts()  # libsndfile reads their exact length from the header
     return ContainerFacts(claimed_s=_mp3_claimed_s(head))
@@ -56,6 +66,11 @@ def _wav_facts(path: Path, size_bytes: int) -> ContainerFacts:
                 fmt = f.read(16)
                 if len(fmt) == 16:
                     _, ch, rate, avg, align = struct.unpack("<HHIIH", fmt[:14])
+                    if not 0 < rate <= MAX_RATE_HZ:
+                        return ContainerFacts(corrupt=f"its header gives a sample rate of "
+                                                      f"{rate:,} Hz")
+                    if ch == 0:
+                        return ContainerFacts(corrupt="its header gives 0 channels")
                     bytes_per_s = avg or rate * align
             elif chunk == b"data":
                 available = size_bytes - pos - 8
@@ -70,7 +85,7 @@ def _wav_facts(path: Path, size_bytes: int) -> ContainerFacts:
     return ContainerFacts()
 
 
-def _ogg_facts(path: Path, size_bytes: int) -> ContainerFacts:
+def _ogg_facts(path: Path, head: bytes, size_bytes: int) -> ContainerFacts:
     tail_len = min(size_bytes, 1 << 17)
     with open(path, "rb") as f:
         f.seek(size_bytes - tail_len)
@@ -85,8 +100,35 @@ def _ogg_facts(path: Path, size_bytes: int) -> ContainerFacts:
                 return ContainerFacts("its last Ogg page is cut short")
             if not header[5] & 0x04:
                 return ContainerFacts("its Ogg stream has no end marker")
-            return ContainerFacts()
+            return ContainerFacts(chained=len(head) >= 18 and header[14:18] != head[14:18])
         at = tail.rfind(b"OggS", 0, at)
+    return ContainerFacts()
+
+
+def _mp4_facts(path: Path, size_bytes: int) -> ContainerFacts:
+    """An MP4/M4A whose top-level atoms end without a ``moov`` (its index) was cut off."""
+    seen = []
+    with open(path, "rb") as f:
+        pos = 0
+        for _ in range(256):
+            if pos + 8 > size_bytes:
+                break
+            f.seek(pos)
+            header = f.read(16)
+            size, kind = struct.unpack(">I4s", header[:8])
+            if size == 1 and len(header) == 16:
+                size = struct.unpack(">Q", header[8:16])[0]
+            elif size == 0:  # the atom runs to the end of the file
+                size = size_bytes - pos
+            if kind == b"moov":
+                return ContainerFacts()
+            if size < 8:
+                return ContainerFacts()  # not atoms after all: let the decoders say
+            seen.append(kind)
+            pos += size
+    if b"mdat" in seen:
+        return ContainerFacts("its index ('moov' atom) is missing: the recording was cut off "
+                              "before it was finalised")
     return ContainerFacts()
 
 

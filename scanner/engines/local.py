@@ -40,6 +40,8 @@ class ClipInfo:
     decoder: str
     seconds_taken: float
     truncated_to_s: float | None = None
+    note_kind: str | None = None  # "recovered"/"partial" from decoding (DecodedClip.note_kind)
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,10 @@ class Stitcher:
         if task.part < task.n_parts - 1:
             return None
         first = self._clip or item
+        noted = first if first.note_kind else item
         info = ClipInfo(first.orig_sample_rate_hz, first.channels, first.duration_s,
-                        first.decoder, first.seconds_taken, item.truncated_to_s)
+                        first.decoder, first.seconds_taken, item.truncated_to_s,
+                        noted.note_kind, noted.note)
         merged = {name: _merge(parts) for name, parts in self._parts.items()}
         self._parts, self._clip = {}, None
         return FileResult(task.file, info, merged)
