@@ -178,3 +178,100 @@ def describe_bytes(head: bytes) -> str:
     text = head[:512].decode("utf-8", errors="replace")
     printable = sum((c.isprintable() or c in "\r\n\t") and c != "\ufffd" for c in text)
     return "it looks like text" if text and printable >= 0.95 * len(text) else "unrecognised data"
+
+
+# --- durations for planning (scanner.audio.decode.plan_tasks) -----------------------------
+
+PLAN_HEAD_BYTES = 4096
+PLAN_TAIL_BYTES = 1 << 16  # an Ogg page is at most 65,307 bytes
+
+
+def header_duration_s(path: Path, size_bytes: int) -> float | None:
+    """A file's duration from a few bytes of its header (and an Ogg file's last page), for
+    planning only: None when the container does not state it cheaply.
+
+    WAV: the data size over the byte rate; FLAC: STREAMINFO's sample count; Ogg Vorbis and
+    Opus: the last page's granule position; MP3: the Xing/VBRI frame count, else the first
+    frame's bit rate (an estimate, good enough to plan parts: the last part reads to the end).
+    """
+    with open(path, "rb") as f:
+        head = f.read(PLAN_HEAD_BYTES)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            return _wav_plan_s(head, size_bytes)
+        if head[:4] == b"fLaC":
+            return _flac_plan_s(head)
+        if head[:4] == b"OggS":
+            f.seek(max(0, size_bytes - PLAN_TAIL_BYTES))
+            return _ogg_plan_s(head, f.read(PLAN_TAIL_BYTES))
+    if head[:4] in _NOT_MPEG:
+        return None
+    return _mp3_claimed_s(head) or _mp3_cbr_s(head, size_bytes)
+
+
+def _wav_plan_s(head: bytes, size_bytes: int) -> float | None:
+    pos, bytes_per_s = 12, 0
+    while pos + 8 <= len(head):
+        chunk, length = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+        if chunk == b"fmt " and pos + 24 <= len(head):
+            bytes_per_s = struct.unpack("<I", head[pos + 16:pos + 20])[0]
+        elif chunk == b"data":
+            available = size_bytes - pos - 8
+            held = available if length in (0, 0xFFFFFFFF) else min(length, available)
+            return held / bytes_per_s if bytes_per_s else None
+        pos += 8 + length + (length & 1)
+    return None
+
+
+def _flac_plan_s(head: bytes) -> float | None:
+    if len(head) < 8 + 18 or head[4] & 0x7F != 0:  # the first block must be STREAMINFO
+        return None
+    info = head[8:8 + 18]
+    rate = (info[10] << 12) | (info[11] << 4) | (info[12] >> 4)
+    total = ((info[13] & 0x0F) << 32) | struct.unpack(">I", info[14:18])[0]
+    return total / rate if rate and total else None  # 0 samples: a streamed FLAC, unknown
+
+
+def _ogg_plan_s(head: bytes, tail: bytes) -> float | None:
+    packet = head[28:28 + 19] if len(head) >= 47 else b""
+    if packet[:7] == b"\x01vorbis":
+        rate = struct.unpack("<I", packet[12:16])[0]
+    elif packet[:8] == b"OpusHead":
+        rate = 48000  # Opus granule positions count 48 kHz samples, whatever the input rate
+    else:
+        return None
+    serial = head[14:18]
+    at = tail.rfind(b"OggS")
+    while at >= 0:
+        page = tail[at:at + 27]
+        if len(page) == 27 and page[4] == 0 and page[14:18] == serial:
+            granule = struct.unpack("<q", page[6:14])[0]
+            return granule / rate if granule > 0 and rate else None
+        if len(page) == 27 and page[4] == 0:
+            return None  # the last page is another stream's: a chain, planned by its decoder
+        at = tail.rfind(b"OggS", 0, at)
+    return None
+
+
+_MP3_KBPS = {3: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+             2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+
+
+def _mp3_cbr_s(head: bytes, size_bytes: int) -> float | None:
+    """Size over the first frame's bit rate: exact for CBR, an estimate for VBR."""
+    pos = 0
+    if head[:3] == b"ID3" and len(head) >= 10:
+        size = 0
+        for b in head[6:10]:
+            size = (size << 7) | (b & 0x7F)
+        pos = 10 + size
+    pos = head.find(b"\xff", pos)
+    while 0 <= pos < len(head) - 3:
+        b1, b2 = head[pos + 1], head[pos + 2]
+        version, layer, rate_i = (b1 >> 3) & 3, (b1 >> 1) & 3, (b2 >> 2) & 3
+        kbps_i = b2 >> 4
+        if b1 & 0xE0 == 0xE0 and version != 1 and layer == 1 and rate_i != 3 \
+                and 0 < kbps_i < 15:
+            kbps = _MP3_KBPS[3 if version == 3 else 2][kbps_i]
+            return (size_bytes - pos) * 8 / (kbps * 1000)
+        pos = head.find(b"\xff", pos + 1)
+    return None

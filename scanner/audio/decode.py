@@ -14,13 +14,19 @@ from __future__ import annotations
 import logging
 import math
 import os
+import struct
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from scanner.audio.containers import ContainerFacts, container_facts, describe_bytes
+from scanner.audio.containers import (
+    ContainerFacts,
+    container_facts,
+    describe_bytes,
+    header_duration_s,
+)
 from scanner.audio.decoders import RawDecode, decode_pyav, decode_soundfile
 from scanner.errors import ConfigError, DecodeError, ErrorKind
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
@@ -320,19 +326,40 @@ def probe_duration(path: str | os.PathLike[str]) -> float | None:
     return None
 
 
+MIN_BITRATE_BPS = 6000
+"""The lowest bit rate worth planning for (Opus speech at 6 kbps): a file smaller than
+``part_s`` seconds of it cannot need parts, whatever its codec."""
+
+
+def planned_duration(file: AudioFile, probe_from_bytes: float) -> float | None:
+    """The duration to plan ``file``'s parts by: its header's, else a probe for files large
+    enough to need parts; None when neither can tell (decoding then says why)."""
+    try:
+        duration_s = header_duration_s(Path(file.path), file.size_bytes)
+    except (OSError, struct.error, IndexError, ValueError):
+        duration_s = None
+    if duration_s is None and file.size_bytes > probe_from_bytes:
+        duration_s = probe_duration(file.path)
+    return duration_s
+
+
 def plan_tasks(files: Iterable[AudioFile], *, part_s: float = 600.0,
                probe_over_bytes: int = 4_000_000,
                max_duration_s: float | None = None) -> Iterator[DecodeTask]:
     """Turn files into decode tasks, cutting long files into parts of ``part_s`` seconds.
 
-    Files up to ``probe_over_bytes`` are one task each (they cannot hold much audio); larger
-    ones are probed and split into consecutive parts, so a 10-hour recording is decoded in
-    bounded pieces. A file whose probe fails is one task: decoding reports its error.
+    Parts are planned by *decoded* duration, not size: a 272 KB FLAC can hold three hours of
+    silence, a 1.3 MB Opus file one hour. Every file's duration is read cheaply from its
+    header (:func:`~scanner.audio.containers.header_duration_s`: WAV, FLAC, Ogg, MP3; a few
+    KB read); files it cannot tell are probed with libsndfile or FFmpeg when they are larger
+    than ``probe_over_bytes`` or could hold more than ``part_s`` at the lowest bit rate a
+    codec uses (:data:`MIN_BITRATE_BPS`). A file whose probe fails is one task: decoding
+    reports its error.
 
     Args:
         files: Discovered files, in the order tasks should come.
         part_s: Longest part, in seconds.
-        probe_over_bytes: Files larger than this are probed for their duration.
+        probe_over_bytes: Files larger than this are always probed for their duration.
         max_duration_s: Decode at most this many seconds of each file (the clip that reaches
             the cap records it in ``truncated_to_s``).
 
@@ -346,8 +373,9 @@ def plan_tasks(files: Iterable[AudioFile], *, part_s: float = 600.0,
         raise ConfigError(f"part length must be positive, got {part_s!r} s")
     if max_duration_s is not None and not max_duration_s > 0:
         raise ConfigError(f"max duration must be positive, got {max_duration_s!r} s")
+    probe_from_bytes = min(probe_over_bytes, part_s * MIN_BITRATE_BPS / 8)
     for file in files:
-        duration_s = probe_duration(file.path) if file.size_bytes > probe_over_bytes else None
+        duration_s = planned_duration(file, probe_from_bytes)
         if duration_s is None:
             yield DecodeTask(file, max_s=max_duration_s)
             continue
