@@ -207,12 +207,14 @@ def test_a_file_replaced_by_a_fifo_gives_a_timeout_row_and_the_scan_exits(tmp_pa
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("the scan hung") from None
+    leftover = [pid for pid in _session(proc.pid) if _alive(pid)]
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftover, f"processes left behind: {leftover}"
     assert proc.returncode == 4, err.decode()
     rows = {Path(r["path"]).name: r for r in pq.read_table(out).to_pylist()}
     assert len(rows) == 12 and rows[victim]["error_kind"] == "timeout"
     assert sum(r["status"] == "ok" for r in rows.values()) == 11
-    leftover = [pid for pid in _session(proc.pid) if _alive(pid)]
-    assert not leftover, f"processes left behind: {leftover}"
 
 
 def _session(sid: int) -> list[int]:

@@ -56,13 +56,26 @@ def _folder(folder: Path, n: int) -> list[Path]:
             for i in range(n)]
 
 
+_STARTED: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers():
+    """Whatever a test asserts, the processes of the scans it started do not outlive it."""
+    yield
+    while _STARTED:
+        _gone(_STARTED.pop(), within_s=0)
+
+
 def _start(tmp_path: Path, args: list[str], *, decode_delay_s: float = 0.1) -> subprocess.Popen:
     script = tmp_path / "slow_scanner.py"
     script.write_text(_SLOW_SCANNER)
     err = open(tmp_path / "stderr.txt", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, str(script), str(decode_delay_s), *args],
+    proc = subprocess.Popen([sys.executable, str(script), str(decode_delay_s), *args],
                             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _STARTED.append(proc.pid)
+    return proc
 
 
 def _committed(out: Path) -> int:
@@ -100,7 +113,10 @@ def _gone(sid: int, within_s: float) -> list[int]:
     while (left := _session(sid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in left:
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     return left
 
 
