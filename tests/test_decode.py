@@ -480,3 +480,15 @@ class _Wrapped:
 
     def __exit__(self, *exc) -> None:
         self._container.close()
+
+
+def test_a_header_claiming_an_absurd_duration_plans_one_task(tmp_path: Path) -> None:
+    import struct
+
+    path = write_audio(tmp_path / "a.wav", sine(440, 1.0, SR), SR, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    fmt = data.find(b"fmt ")
+    data[fmt + 16:fmt + 20] = struct.pack("<I", 1)  # one byte a second: 32,000 s claimed
+    path.write_bytes(bytes(data))
+    tasks = list(plan_tasks([audio_file(path)], part_s=1.0))
+    assert [(t.start_s, t.n_parts) for t in tasks] == [(0.0, 1)]

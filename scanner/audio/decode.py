@@ -329,6 +329,10 @@ def probe_duration(path: str | os.PathLike[str]) -> float | None:
 MIN_BITRATE_BPS = 6000
 """The lowest bit rate worth planning for (Opus speech at 6 kbps): a file smaller than
 ``part_s`` seconds of it cannot need parts, whatever its codec."""
+MIN_BYTES_PER_S = 8
+"""No real encoding is smaller (FLAC holds digital silence in about 50 bytes a second): a
+header that claims more seconds than ``size / MIN_BYTES_PER_S`` is damaged, and its claim
+would plan millions of parts."""
 
 
 def planned_duration(file: AudioFile, probe_from_bytes: float) -> float | None:
@@ -336,10 +340,14 @@ def planned_duration(file: AudioFile, probe_from_bytes: float) -> float | None:
     enough to need parts; None when neither can tell (decoding then says why)."""
     try:
         duration_s = header_duration_s(Path(file.path), file.size_bytes)
-    except (OSError, struct.error, IndexError, ValueError):
+    except (OSError, struct.error, IndexError, ValueError, ZeroDivisionError):
+        duration_s = None
+    if duration_s is not None and not 0 < duration_s <= file.size_bytes / MIN_BYTES_PER_S:
         duration_s = None
     if duration_s is None and file.size_bytes > probe_from_bytes:
         duration_s = probe_duration(file.path)
+        if duration_s is not None and not 0 < duration_s <= file.size_bytes / MIN_BYTES_PER_S:
+            duration_s = None
     return duration_s
 
 
