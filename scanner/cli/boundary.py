@@ -35,15 +35,18 @@ from typing import NoReturn
 
 import click
 
+from scanner.cli import (  # noqa: F401 - re-exported: every exit code in one list
+    EXIT_FILE_ERRORS,
+    EXIT_INTERRUPTED,
+    EXIT_LOAD_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
+
 log = logging.getLogger("scanner")
 
-EXIT_OK = 0
 EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_LOAD_FAILED = 3
-EXIT_FILE_ERRORS = 4
 EXIT_IO = 5
-EXIT_INTERRUPTED = 130
 EXIT_HANGUP = 128 + signal.SIGHUP  # 129
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 EXIT_GRACE_S = 5.0
