@@ -8,9 +8,14 @@ header checks are the only way to tell a truncated recording from a short one.
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,24 @@ def describe_bytes(head: bytes) -> str:
 
 # --- durations for planning (scanner.audio.decode.plan_tasks) -----------------------------
 
+
+@contextmanager
+def open_regular(path: Path) -> Iterator[BinaryIO | None]:
+    """``path`` opened for reading if it is a regular file, else None; never blocks (opening
+    a FIFO for reading would wait for a writer forever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            yield None
+            return
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        yield f
+
 PLAN_HEAD_BYTES = 4096
 PLAN_TAIL_BYTES = 1 << 16  # an Ogg page is at most 65,307 bytes
 
@@ -193,8 +216,13 @@ def header_duration_s(path: Path, size_bytes: int) -> float | None:
     WAV: the data size over the byte rate; FLAC: STREAMINFO's sample count; Ogg Vorbis and
     Opus: the last page's granule position; MP3: the Xing/VBRI frame count, else the first
     frame's bit rate (an estimate, good enough to plan parts: the last part reads to the end).
+
+    This runs in the scanning process, so it never blocks: a file replaced by a FIFO or a
+    device since it was listed is opened without waiting and left to a decode worker.
     """
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
+        if f is None:
+            return None
         head = f.read(PLAN_HEAD_BYTES)
         if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
             return _wav_plan_s(head, size_bytes)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 import struct
 import time
 import traceback
@@ -344,11 +345,20 @@ def planned_duration(file: AudioFile, probe_from_bytes: float) -> float | None:
         duration_s = None
     if duration_s is not None and not 0 < duration_s <= file.size_bytes / MIN_BYTES_PER_S:
         duration_s = None
-    if duration_s is None and file.size_bytes > probe_from_bytes:
+    if duration_s is None and file.size_bytes > probe_from_bytes and _is_regular(file.path):
         duration_s = probe_duration(file.path)
         if duration_s is not None and not 0 < duration_s <= file.size_bytes / MIN_BYTES_PER_S:
             duration_s = None
     return duration_s
+
+
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` is still a regular file: a probe must not open a FIFO swapped in since
+    discovery (it would block this process; a decode worker times out on it instead)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def plan_tasks(files: Iterable[AudioFile], *, part_s: float = 600.0,
