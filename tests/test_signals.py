@@ -177,3 +177,20 @@ def test_workers_exit_when_the_scanner_is_killed(tmp_path, fake_head):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     assert _gone(proc.pid, within_s=5) == [], "decode workers outlived the scanner"
+
+
+def test_nohup_keeps_sighup_ignored(tmp_path, fake_head):
+    files = _folder(tmp_path / "in", 30)
+    out = tmp_path / "r.parquet"
+    script = tmp_path / "slow_scanner.py"
+    script.write_text(_SLOW_SCANNER)
+    err = open(tmp_path / "stderr.txt", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(["nohup", sys.executable, str(script), "0.05",
+                             *_args(tmp_path / "in", out, fake_head)],
+                            stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _STARTED.append(proc.pid)
+    _wait_for_rows(proc, out, at_least=2)
+    os.kill(proc.pid, signal.SIGHUP)  # the terminal closed: nohup said to carry on
+    assert proc.wait(timeout=120) == 0, (tmp_path / "stderr.txt").read_text()
+    assert len(pq.read_table(out)) == len(files)

@@ -77,6 +77,10 @@ class _Signals:
     def install(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGHUP):
             try:
+                # an ignored signal stays ignored: `nohup scanner scan ...` must survive a
+                # closed terminal
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue
                 signal.signal(signum, self._handle)
             except (ValueError, OSError):  # not the main thread, or not on this platform
                 pass
