@@ -207,7 +207,10 @@ def test_a_file_replaced_by_a_fifo_gives_a_timeout_row_and_the_scan_exits(tmp_pa
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("the scan hung") from None
-    leftover = [pid for pid in _session(proc.pid) if _alive(pid)]
+    deadline = time.monotonic() + 5  # "within a few seconds": helpers end as the scan does
+    while (leftover := [pid for pid in _session(proc.pid) if _alive(pid)]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     assert not leftover, f"processes left behind: {leftover}"

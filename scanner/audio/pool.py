@@ -252,6 +252,10 @@ class DecodePool:
                     queue.append(pending)
                 if not queue:
                     return
+                if not isolating:  # after a timeout, the others go back in parallel
+                    for pending in queue:
+                        if pending.future is None:
+                            self._submit(pending)
                 head = queue[0]
                 if head.future is None:
                     self._submit(head)
