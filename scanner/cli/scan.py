@@ -204,7 +204,7 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     except ScannerError as e:
         bar.close()
         log.error("%s", e)
-        ctx.exit(EXIT_LOAD_FAILED)
+        ctx.exit(e.exit_code)
     except KeyboardInterrupt:  # outside the file loop: listing files, or writing the table
         bar.close()
         log.warning("interrupted; committed rows are kept. Continue with: "
