@@ -98,9 +98,9 @@ class FileChain:
         from scanner.events.segments import analyse_result
 
         row = make_row(result, self.classifier)
-        row["recorded_at"] = wall_clock(result.file.path, self.timestamp_pattern)
         analysis = None
         if row["status"] == "ok":
+            row["recorded_at"] = wall_clock(result.file.path, self.timestamp_pattern)
             try:
                 analysis = analyse_result(self.classifier, result, self.detection)
             except Exception as e:  # noqa: BLE001 - one file's failure must not stop the scan
