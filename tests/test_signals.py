@@ -29,21 +29,17 @@ SR = 16000
 # parts committed and decode tasks queued. PYTHONPATH: this checkout's scanner, not another.
 _SLOW_SCANNER = """
 import sys, time
-import scanner.audio.pool
-import scanner.engines.local
 import scanner.engines.driver as driver
 from scanner.audio.decode import decode_task
-from scanner.audio.pool import DecodePool
-if hasattr(driver, "COMMIT_EVERY_S"):
-    driver.COMMIT_EVERY_S = 0.2
+from scanner.engines import ENGINES
+from scanner.engines.local import LocalEngine
+driver.COMMIT_EVERY_S = 0.2
 DELAY_S = float(sys.argv[1])
 def slow_decode(task, sample_rate_hz):  # sent to the workers by value, DELAY_S with it
     time.sleep(DELAY_S)
     return decode_task(task, sample_rate_hz=sample_rate_hz)
-class SlowPool(DecodePool):
-    def __init__(self, **kw):
-        super().__init__(decode=slow_decode, **kw)
-scanner.engines.local.DecodePool = scanner.audio.pool.DecodePool = SlowPool
+# the engine the CLI makes takes the slow decoder
+ENGINES._entries["local"] = lambda **kw: LocalEngine(decode=slow_decode)
 from scanner.cli import main
 sys.argv = ["scanner", *sys.argv[2:]]
 main()
@@ -180,7 +176,7 @@ def test_workers_exit_when_the_scanner_is_killed(tmp_path, fake_head):
 
 
 def test_nohup_keeps_sighup_ignored(tmp_path, fake_head):
-    files = _folder(tmp_path / "in", 30)
+    files = _folder(tmp_path / "in", 120)  # long enough to be signalled mid-scan
     out = tmp_path / "r.parquet"
     script = tmp_path / "slow_scanner.py"
     script.write_text(_SLOW_SCANNER)
