@@ -159,8 +159,8 @@ def _segment_default(name: str):
 @click.option("--resume", is_flag=True,
               help="Keep rows already in OUTPUT (or its committed parts) and scan only the rest.")
 @click.option("--strict", is_flag=True,
-              help="Exit with code 4 when some files could not be analysed (default: 0 and a "
-                   "warning).")
+              help="Exit with code 4 when some files could not be analysed; without it such a "
+                   "scan exits 0, with a warning.")
 @click.pass_context
 def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: str | None,
          backbone: str, models: tuple[str, ...], heads: tuple[str, ...], weights: str | None,
