@@ -14,12 +14,12 @@ from scanner.errors import ModelNotFoundError
 
 DISTRIBUTION = "cry-scream-scanner"
 
-# extra -> what it is for, in messages.
+# extra -> what needs it, in messages (pyproject.toml says what each one installs).
 EXTRAS = {
-    "tf": "TensorFlow (YAMNet as a SavedModel or from TF Hub)",
-    "wav2vec2": "torch and transformers (the Wav2Vec2 backbone)",
-    "train": "torch and scikit-learn (scanner train)",
-    "ray": "Ray (--engine ray)",
+    "tf": "YAMNet as a SavedModel or from TF Hub",
+    "wav2vec2": "the Wav2Vec2 backbone",
+    "train": "scanner train",
+    "ray": "the Ray engine",
 }
 
 
@@ -38,7 +38,7 @@ class MissingExtraError(ModelNotFoundError):
     def __init__(self, module: str, extra: str, purpose: str | None = None) -> None:
         self.module, self.extra = module, extra
         what = purpose or EXTRAS.get(extra, extra)
-        super().__init__(f"{what} needs the Python package {module!r}, which is not installed: "
+        super().__init__(f"{what} needs {module}, which is not installed: "
                          f"pip install '{DISTRIBUTION}[{extra}]'")
 
 
