@@ -10,7 +10,9 @@ such a scan exits 4 instead. 2 bad usage (an output that is not .parquet, .pq or
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,18 +45,19 @@ SECTIONS = (
 class _DefaultFrom(click.Option):
     """An option whose help shows a default that lives in the library (read only for --help)."""
 
-    def __init__(self, *args, default_from=None, **kwargs) -> None:
+    def __init__(self, *args: Any, default_from: Callable[[], object] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._default_from = default_from
 
-    def get_help_extra(self, ctx):
+    def get_help_extra(self, ctx: click.Context) -> Any:
         extra = super().get_help_extra(ctx)
         if self._default_from is not None:
             extra["default"] = str(self._default_from())
         return extra
 
 
-def _w2v_default(name: str):
+def _w2v_default(name: str) -> Callable[[], object]:
     def get() -> object:
         import inspect
 
@@ -65,7 +68,7 @@ def _w2v_default(name: str):
     return get
 
 
-def _segment_default(name: str):
+def _segment_default(name: str) -> Callable[[], object]:
     def get() -> object:
         from scanner.events import segments
 
