@@ -222,5 +222,5 @@ def test_scan_help_groups_every_option_and_shows_defaults_one_way():
     assert not re.search(r"\((default|Default)[: ]", text) and "Default:" not in text
     flat = " ".join(text.split())
     assert "--w2v-window FLOAT RANGE Wav2Vec2 window length in seconds. [default: 10.0;" in flat
-    assert "[default: 1.44;" in flat and "[default: results.parquet]" in flat
+    assert "[default: the head's, else 1.44;" in flat and "[default: results.parquet]" in flat
     assert "--batch-size" not in text.replace("--w2v-batch-size", "")

@@ -108,7 +108,7 @@ def test_quiet_real_yamnet_scan_prints_nothing(tmp_path, model_dir):
     quiet = _run(["-q", *args], SCANNER_MODEL_DIR=str(model_dir))
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == "" and quiet.stdout == ""
-    loud = _run([*args, "-v"], SCANNER_MODEL_DIR=str(model_dir))
+    loud = _run([*args, "-v", "--overwrite"], SCANNER_MODEL_DIR=str(model_dir))
     assert loud.returncode == 0, loud.stderr
     assert "DEBUG native: INFO: Created TensorFlow Lite XNNPACK delegate" in loud.stderr
     assert "1 files (1 ok, 0 errors)" in loud.stderr
@@ -123,7 +123,7 @@ def test_libmpg123_notes_stay_off_the_terminal(tmp_path, fake_head, workers):
     assert "Illegal Audio-MPEG-Header" not in quiet.stderr and "Note:" not in quiet.stderr
     for line in quiet.stderr.splitlines():
         assert LOG_LINE.match(line), line
-    loud = _run([*args, "-v"])
+    loud = _run([*args, "-v", "--overwrite"])
     assert "DEBUG native: Note: Illegal Audio-MPEG-Header" in loud.stderr
 
 

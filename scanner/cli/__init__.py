@@ -6,7 +6,9 @@ the terminal and native libraries' stderr are set up in :mod:`scanner.cli.termin
 Exit codes: 0 done (``scan`` also when some files had errors: a warning says so, see
 :mod:`scanner.cli.scan`); 1 an unexpected internal error; 2 bad usage; 3 a model, head or
 configuration could not be loaded (a missing optional extra included); 4 ``scan --strict``
-finished but some files had errors; 130 interrupted (Ctrl-C; rerun with ``--resume``).
+finished but some files had errors; 5 the output cannot be written (a file scanner did not
+write, a table another scan is writing, an existing table without ``--overwrite``/``--resume``);
+130 interrupted (Ctrl-C; rerun with ``--resume``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_LOAD_FAILED = 3
 EXIT_FILE_ERRORS = 4
+EXIT_OUTPUT = 5
 EXIT_INTERRUPTED = 130
 
-__all__ = ["EXIT_FILE_ERRORS", "EXIT_INTERRUPTED", "EXIT_LOAD_FAILED", "EXIT_OK", "EXIT_USAGE",
-           "cli", "main", "setup_logging"]
+__all__ = ["EXIT_FILE_ERRORS", "EXIT_INTERRUPTED", "EXIT_LOAD_FAILED", "EXIT_OK", "EXIT_OUTPUT",
+           "EXIT_USAGE", "cli", "main", "setup_logging"]
 
 
 class ScannerGroup(click.Group):

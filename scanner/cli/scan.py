@@ -4,12 +4,15 @@ Exit codes: 0 the scan finished, also when some files could not be analysed (a w
 says how many and why; their rows have status ``error``), so ``scanner scan ... && scanner
 report ...`` works on real collections, which always hold a broken file; with ``--strict``
 such a scan exits 4 instead. 2 bad usage (an output that is not .parquet, .pq or .csv);
-3 a model, head or option could not be loaded; 130 interrupted (rerun with ``--resume``).
+3 a model, head or option could not be loaded; 5 the output cannot be written (a file
+scanner did not write, a table another scan is writing, an existing table without
+``--overwrite``/``--resume``); 130 interrupted (rerun with ``--resume``).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,9 +37,10 @@ SECTIONS = (
     ("Input", ("extensions", "include", "exclude", "hidden", "follow_symlinks",
                "max_duration_s")),
     ("Model", ("backbone", "models", "heads", "weights", "layer", "w2v_window_s")),
-    ("Detection", ("segments", "window_s", "hop_s", "smooth_windows", "min_event_s",
-                   "thresholds")),
-    ("Output", ("out", "output_format", "resume", "strict", "cache", "cache_dir")),
+    ("Detection", ("window_s", "hop_s", "smooth_windows", "min_event_s", "thresholds",
+                   "sensitivity")),
+    ("Output", ("out", "output_format", "segments", "embeddings", "overwrite", "resume", "strict",
+                "cache", "cache_dir")),
     ("Performance", ("workers", "threads", "device", "batch_s", "batch_size", "decode_timeout_s",
                      "engine", "ray_address")),
 )
@@ -68,12 +72,11 @@ def _w2v_default(name: str) -> Callable[[], object]:
     return get
 
 
-def _segment_default(name: str) -> Callable[[], object]:
+def _detection_default(name: str) -> Callable[[], object]:
     def get() -> object:
-        from scanner.events import segments
+        from scanner.events.segments import SegmentConfig
 
-        return segments.DEFAULT_THRESHOLD if name == "threshold" else \
-            getattr(segments.SegmentConfig, name)
+        return f"the head's, else {getattr(SegmentConfig, name)}"
 
     return get
 
@@ -129,25 +132,33 @@ def _segment_default(name: str) -> Callable[[], object]:
 @click.option("--decode-timeout", "decode_timeout_s", type=click.FloatRange(min=1), default=300.0,
               show_default=True, help="Stop decoding a file after this many seconds (error 'timeout').")
 @click.option("--segments", "segments", is_flag=True,
-              help="Also write when things happen: one row per analysis window "
-                   "(OUTPUT.segments.parquet) and merged events (OUTPUT.events.parquet), and "
-                   "event counts per file.")
+              help="Also write one row per analysis window (OUTPUT.segments.parquet). Events "
+                   "(OUTPUT.events.parquet) are always written.")
 @click.option("--window", "window_s", type=click.FloatRange(min=0.1), cls=_DefaultFrom,
-              default_from=_segment_default("window_s"),
-              help="With --segments: analysis window length in seconds.")
+              default_from=_detection_default("window_s"),
+              help="Detection: analysis window length in seconds.")
 @click.option("--hop", "hop_s", type=click.FloatRange(min=0.01), cls=_DefaultFrom,
-              default_from=_segment_default("hop_s"),
-              help="With --segments: step between windows in seconds.")
+              default_from=_detection_default("hop_s"),
+              help="Detection: step between windows in seconds.")
 @click.option("--smooth", "smooth_windows", type=click.IntRange(min=1), cls=_DefaultFrom,
-              default_from=_segment_default("smooth_windows"),
-              help="With --segments: windows averaged, odd; 1 = no smoothing.")
+              default_from=_detection_default("smooth_windows"),
+              help="Detection: windows averaged, odd; 1 = no smoothing.")
 @click.option("--min-event", "min_event_s", type=click.FloatRange(min=0), cls=_DefaultFrom,
-              default_from=_segment_default("min_event_s"),
-              help="With --segments: drop events shorter than this many seconds.")
-@click.option("--threshold", "thresholds", multiple=True, metavar="CLASS=P", cls=_DefaultFrom,
-              default_from=_segment_default("threshold"),
-              help="With --segments: probability a class needs to make an event, e.g. "
+              default_from=_detection_default("min_event_s"),
+              help="Detection: drop events shorter than this many seconds.")
+@click.option("--threshold", "thresholds", multiple=True, metavar="CLASS=P",
+              show_default="the head's validated thresholds",
+              help="Detection: probability a class needs to make an event, e.g. "
                    "'screaming=0.6' (repeatable).")
+@click.option("--sensitivity", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True,
+              help="Detection: scales every threshold's odds: 2 finds more (and more false "
+                   "alarms), 0.5 fewer.")
+@click.option("--embeddings", "embeddings", is_flag=True,
+              help="Also write every patch's embedding (OUTPUT.embeddings.parquet, float16) for "
+                   "'scanner search' and 'scanner train'.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing results table (never a file scanner did not write).")
 @click.option("--engine", type=click.Choice(ENGINES.names()), default="local", show_default=True,
               help="local: processes on this machine; ray: a Ray cluster "
                    "(pip install 'cry-scream-scanner[ray]'; see docs/ray.md).")
@@ -173,7 +184,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          device: str, batch_s: float, max_duration_s: float | None,
          decode_timeout_s: float, segments: bool, window_s: float | None,
          hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
-         thresholds: tuple[str, ...], engine: str, ray_address: str | None, cache: bool,
+         thresholds: tuple[str, ...], sensitivity: float, embeddings: bool, overwrite: bool,
+         engine: str, ray_address: str | None, cache: bool,
          cache_dir: Path | None, resume: bool, strict: bool) -> None:
     """Scan PATHS (folders, recursively, and files) and write one row per audio file.
 
@@ -184,12 +196,13 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
       scanner scan ~/recordings --backbone yamnet,wav2vec2 -o both.parquet
       scanner scan ~/recordings -o r.parquet --strict && scanner report r.parquet
     """
-    from scanner.cli import EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_LOAD_FAILED
+    from scanner.cli import EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_LOAD_FAILED, EXIT_OUTPUT
     from scanner.cli.progress import Progress
     from scanner.cli.summary import RowTally, failure_warning, summary_lines, written_tables
     from scanner.config import ScanConfig
-    from scanner.engines.driver import ScanInterrupted, load_classifier
-    from scanner.errors import ScannerError
+    from scanner.engines.driver import ScanInterrupted, load_classifier, scan
+    from scanner.errors import OutputError, ScannerError
+    from scanner.events.segments import parse_thresholds
 
     output_format = table_format(out, output_format)
     if ray_address and engine != "ray":
@@ -203,8 +216,12 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
             log.error("%s", e)
             ctx.exit(EXIT_LOAD_FAILED)
     names = parse_backbones(backbone)
-    segment_config = _segment_config(segments, window_s, hop_s, smooth_windows, min_event_s,
-                                     thresholds)
+    try:
+        parsed_thresholds = parse_thresholds(thresholds)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--threshold") from None
+    detection = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
+                 "min_event_s": min_event_s}
     config = ScanConfig(
         backbones=names, models=per_backbone(models, names, "--model"),
         heads=per_backbone(heads, names, "--head"), weights=parse_weights(weights, names),
@@ -215,11 +232,16 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         device=device, batch_s=batch_s, max_duration_s=max_duration_s,
         decode_timeout_s=decode_timeout_s, resume=resume, cache=cache,
         cache_dir=str(cache_dir) if cache_dir else None, output_format=output_format,
-        segments=segment_config)
+        detection={k: v for k, v in detection.items() if v is not None},
+        thresholds=parsed_thresholds, sensitivity=sensitivity, segments=segments,
+        embeddings=embeddings, overwrite=overwrite, roots=tuple(str(p) for p in paths),
+        command=tuple(sys.argv))
     try:
+        from scanner.events.detection import resolve_detection
+
         classifier = load_classifier(config)
-        if segment_config is not None:
-            segment_config.check_classes(classifier.classes)
+        resolve_detection(classifier, options=config.detection, thresholds=config.thresholds,
+                          sensitivity=config.sensitivity)
     except ScannerError as e:
         log.error("%s", e)
         ctx.exit(EXIT_LOAD_FAILED)
@@ -238,14 +260,17 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     resume_hint = f"scanner scan ... -o {click.format_filename(out)} --resume"
     with progress:
         try:
-            summary = ENGINES.get(engine)(paths, out, config, classifier=classifier,
-                                          address=ray_address, on_files=progress.start,
-                                          on_row=on_row)
+            summary = scan(paths, out, config, classifier=classifier, on_files=progress.start,
+                           on_row=on_row, engine=ENGINES.get(engine)(address=ray_address))
         except ScanInterrupted as e:
             progress.close()
             log.warning("interrupted after %d files; committed rows are kept. Continue with: %s",
                         e.summary.files, resume_hint)
             ctx.exit(EXIT_INTERRUPTED)
+        except OutputError as e:
+            progress.close()
+            log.error("%s", e)
+            ctx.exit(EXIT_OUTPUT)
         except ScannerError as e:
             progress.close()
             log.error("%s", e)
@@ -268,27 +293,3 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         log.warning("%s", failure_warning(summary, tally, strict=strict))
         if strict:
             ctx.exit(EXIT_FILE_ERRORS)
-
-
-def _segment_config(segments: bool, window_s: float | None, hop_s: float | None,
-                    smooth_windows: int | None, min_event_s: float | None,
-                    thresholds: tuple[str, ...]):
-    """The --segments settings, or None without --segments (bad values: BadParameter)."""
-    from scanner.events.segments import SegmentConfig, parse_thresholds
-
-    given = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
-             "min_event_s": min_event_s}
-    given = {k: v for k, v in given.items() if v is not None}
-    if not segments:
-        if given or thresholds:
-            raise click.UsageError("--window, --hop, --smooth, --min-event and --threshold "
-                                   "need --segments")
-        return None
-    try:
-        parsed = parse_thresholds(thresholds)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--threshold") from None
-    try:
-        return SegmentConfig(**given, thresholds=parsed)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None

@@ -47,10 +47,10 @@ def _counts(counter: Counter[str], order: Sequence[str] = ()) -> str:
 
 
 def written_tables(out: Path) -> list[Path]:
-    """The results table and the events and segments tables beside it that exist."""
-    from scanner.events.segments import events_path, segments_path
+    """The results table and the tables beside it (events, segments, embeddings) that exist."""
+    from scanner.output.guard import SIBLINGS, sibling
 
-    return [p for p in (out, events_path(out), segments_path(out)) if p.exists()]
+    return [p for p in (out, *(sibling(out, kind) for kind in SIBLINGS)) if p.exists()]
 
 
 def summary_lines(summary: Any, tally: RowTally, *, classes: Sequence[str] = (),
@@ -63,8 +63,9 @@ def summary_lines(summary: Any, tally: RowTally, *, classes: Sequence[str] = (),
     lines = [first]
     if summary.ok:
         lines.append(f"labels: {_counts(tally.labels, classes)}")
-    if tally.has_events:
-        lines.append(f"events: {tally.events}")
+    events = tally.events if tally.has_events else getattr(summary, "events", None)
+    if events is not None:
+        lines.append(f"events: {events}")
     if tally.errors:
         lines.append(f"errors: {_counts(tally.errors)} (the rows' error column says why)")
     if tables:
