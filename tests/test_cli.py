@@ -56,7 +56,7 @@ def test_scan_summary_counts_labels_and_names_tables_and_next_command(audio_fold
     assert f"labels: cry {counts['cry']}, screaming {counts['screaming']}, " \
            f"not_screaming {counts['not_screaming']}" in result.output
     assert f"tables: {out}" in result.output
-    assert f"next:   scanner report {out} -o {tmp_path / 'report.html'}" in result.output
+    assert f"next:   scanner report {out} -o {tmp_path / 'r.html'}" in result.output
 
 
 def test_summary_counts_events_with_segments(audio_folder, fake_head, tmp_path):
@@ -91,7 +91,7 @@ def test_partial_failure_exits_0_with_a_warning_and_4_with_strict(audio_folder, 
     lenient = _scan(audio_folder, tmp_path / "r.csv", fake_head, "-q")
     assert lenient.exit_code == 0, lenient.output
     assert re.search(r"WARNING 1 of 7 files could not be analysed \(\w+ 1\)", lenient.output)
-    assert "--strict makes this exit 4" in lenient.output
+    assert "--strict makes this exit with code 4" in lenient.output
     strict = _scan(audio_folder, tmp_path / "s.csv", fake_head, "--strict")
     assert strict.exit_code == EXIT_FILE_ERRORS, strict.output
     assert "7 files (6 ok, 1 errors)" in strict.output

@@ -285,11 +285,11 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         log.warning("no audio files to scan, the table is empty: %s", explain_empty(
             paths, extensions=config.extensions, include=include, exclude=exclude, hidden=hidden,
             follow_symlinks=follow_symlinks))
+    if summary.errors:
+        log.warning("%s", failure_warning(summary, tally, strict=strict))
     if not quiet:
         for line in summary_lines(summary, tally, classes=classifier.classes,
                                   tables=written_tables(Path(summary.out))):
             click.echo(line, err=True)
-    if summary.errors:
-        log.warning("%s", failure_warning(summary, tally, strict=strict))
-        if strict:
-            ctx.exit(EXIT_FILE_ERRORS)
+    if summary.errors and strict:
+        ctx.exit(EXIT_FILE_ERRORS)

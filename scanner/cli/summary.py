@@ -70,7 +70,7 @@ def summary_lines(summary: Any, tally: RowTally, *, classes: Sequence[str] = (),
         lines.append(f"errors: {_counts(tally.errors)} (the rows' error column says why)")
     if tables:
         lines.append("tables: " + ", ".join(escape(str(p)) for p in tables))
-        report = Path(tables[0]).with_name("report.html")
+        report = Path(tables[0]).with_suffix(".html")
         lines.append(f"next:   scanner report {escape(shlex.quote(str(tables[0])))} "
                      f"-o {escape(shlex.quote(str(report)))}")
     return lines
@@ -79,9 +79,9 @@ def summary_lines(summary: Any, tally: RowTally, *, classes: Sequence[str] = (),
 def failure_warning(summary: Any, tally: RowTally, *, strict: bool) -> str:
     """The warning when some files failed."""
     kinds = f" ({_counts(tally.errors)})" if tally.errors else ""
-    then = "exit code 4 (--strict)" if strict else "exit code 0; --strict makes this exit 4"
-    return (f"{summary.errors} of {summary.files} files could not be analysed{kinds}; their rows "
-            f"have status 'error' and say why. {then}")
+    then = "exiting with code 4 (--strict)" if strict else "--strict makes this exit with code 4"
+    return (f"{summary.errors} of {summary.files} files could not be analysed{kinds}: their rows "
+            f"have status 'error' and say why; {then}")
 
 
 def explain_empty(paths: Sequence[Path], *, extensions: Sequence[str] | None,
