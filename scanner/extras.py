@@ -20,6 +20,7 @@ EXTRAS = {
     "wav2vec2": "the Wav2Vec2 backbone",
     "train": "scanner train",
     "ray": "the Ray engine",
+    "eval": "scanner evaluate",
 }
 
 

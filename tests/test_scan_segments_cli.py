@@ -30,7 +30,8 @@ def test_scan_segments_export_report(model_dir, dataset_dir, tmp_path, monkeypat
     assert pq.read_table(tmp_path / "results.segments.parquet").num_rows > 40
     res = runner.invoke(cli, ["export", str(out), "--format", "audacity", "-o", str(tmp_path / "l")])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "l" / "speech_scream.txt").read_text().split("\t")[2] == "screaming\n"
+    assert (tmp_path / "l" / "speech_scream.txt").read_text().split("\t")[2] == \
+        f"screaming ({events[0]['peak_confidence']:.2f})\n"
     res = runner.invoke(cli, ["report", str(out), "-o", str(tmp_path / "report.html")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 3

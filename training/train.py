@@ -198,7 +198,6 @@ def train_head(config: TrainConfig, *, progress: bool = True,
     from scanner.extras import require
 
     require("torch", "train")  # before hours of embedding, not after
-    require("sklearn", "train")
     t0 = time.monotonic()
     dataset = load_dataset(config.data_dir, config.manifest)
     classes = dataset.classes

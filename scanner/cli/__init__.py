@@ -63,6 +63,7 @@ def cli(ctx: click.Context, verbosity: int | None) -> None:
 
 
 def _register() -> None:
+    from scanner.cli.evaluate import evaluate
     from scanner.cli.export import export
     from scanner.cli.report import report
     from scanner.cli.scan import scan
@@ -72,6 +73,7 @@ def _register() -> None:
     cli.add_command(train)
     cli.add_command(export)
     cli.add_command(report)
+    cli.add_command(evaluate)
 
 
 _register()

@@ -12,6 +12,7 @@ scanner did not write, a table another scan is writing, an existing table withou
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -157,6 +158,11 @@ def _detection_default(name: str) -> Callable[[], object]:
 @click.option("--embeddings", "embeddings", is_flag=True,
               help="Also write every patch's embedding (OUTPUT.embeddings.parquet, float16) for "
                    "'scanner search' and 'scanner train'.")
+@click.option("--timestamp-pattern", metavar="PATTERN",
+              help="How file names give the recording's start time when no metadata does: a "
+                   "strptime format ('site3_%Y%m%d_%H%M%S') or a regex with named groups "
+                   "year, month, day, hour, minute, second. AudioMoth, Song Meter and ISO "
+                   "names, GUANO, BWF and AudioMoth metadata are read without it.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing results table (never a file scanner did not write).")
 @click.option("--engine", type=click.Choice(ENGINES.names()), default="local", show_default=True,
@@ -184,7 +190,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          device: str, batch_s: float, max_duration_s: float | None,
          decode_timeout_s: float, segments: bool, window_s: float | None,
          hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
-         thresholds: tuple[str, ...], sensitivity: float, embeddings: bool, overwrite: bool,
+         thresholds: tuple[str, ...], sensitivity: float, embeddings: bool,
+         timestamp_pattern: str | None, overwrite: bool,
          engine: str, ray_address: str | None, cache: bool,
          cache_dir: Path | None, resume: bool, strict: bool) -> None:
     """Scan PATHS (folders, recursively, and files) and write one row per audio file.
@@ -220,6 +227,14 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         parsed_thresholds = parse_thresholds(thresholds)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--threshold") from None
+    if timestamp_pattern:
+        from scanner.errors import ConfigError
+        from scanner.timestamps import compile_pattern
+
+        try:
+            compile_pattern(timestamp_pattern)
+        except ConfigError as e:
+            raise click.BadParameter(str(e), param_hint="--timestamp-pattern") from None
     detection = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
                  "min_event_s": min_event_s}
     config = ScanConfig(
@@ -234,7 +249,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         cache_dir=str(cache_dir) if cache_dir else None, output_format=output_format,
         detection={k: v for k, v in detection.items() if v is not None},
         thresholds=parsed_thresholds, sensitivity=sensitivity, segments=segments,
-        embeddings=embeddings, overwrite=overwrite, roots=tuple(str(p) for p in paths),
+        embeddings=embeddings, overwrite=overwrite, timestamp_pattern=timestamp_pattern,
+        roots=tuple(os.path.abspath(p) for p in paths),
         command=tuple(sys.argv))
     try:
         from scanner.events.detection import resolve_detection

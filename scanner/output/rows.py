@@ -24,6 +24,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("seconds_taken", "float64"),
     ("size_bytes", "int64"),
     ("mtime", "timestamp"),
+    ("recorded_at", "datetime"),
     ("label", "label"),
     ("confidence", "float64"),
 )
@@ -48,13 +49,28 @@ def column_types(classes: Sequence[str], backbones: Sequence[str]) -> dict[str, 
     return cols
 
 
-def arrow_schema(columns: dict[str, str], metadata: dict[str, str] | None = None):
+def arrow_schema(columns: dict[str, str], metadata: dict[bytes, bytes] | None = None):
+    """The arrow schema of ``columns`` (name -> type name), with ``metadata``.
+
+    Integer and boolean columns may hold nulls (error rows), which pandas would turn into
+    float64 and object: a ``pandas`` metadata entry names its nullable ``Int64`` and
+    ``boolean`` types, so ``pd.read_parquet`` keeps integers integers.
+    """
+    import json
+
     import pyarrow as pa
 
     types = {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64(),
              "bool": pa.bool_(), "timestamp": pa.timestamp("ns", tz="UTC"),
+             "datetime": pa.timestamp("us"),
              "label": pa.dictionary(pa.int32(), pa.string())}
-    return pa.schema([(name, types[t]) for name, t in columns.items()], metadata=metadata)
+    nullable = {"int64": ("int64", "Int64"), "bool": ("boolean", "boolean")}
+    pandas = {"index_columns": [], "column_indexes": [], "creator": {"library": "pyarrow"},
+              "columns": [{"name": name, "field_name": name, "pandas_type": nullable[t][0],
+                           "numpy_type": nullable[t][1], "metadata": None}
+                          for name, t in columns.items() if t in nullable]}
+    meta = {**(metadata or {}), b"pandas": json.dumps(pandas).encode()}
+    return pa.schema([(name, types[t]) for name, t in columns.items()], metadata=meta)
 
 
 def path_text(path: str | os.PathLike[str]) -> str:

@@ -62,7 +62,10 @@ class CsvFormat(TableFormat):
     def write(self, table: Any, path: Path) -> None:
         import pyarrow.csv as pacsv
 
-        pacsv.write_csv(table, path)
+        from scanner.escape import neutralise_csv_table
+
+        # Text that a spreadsheet would run as a formula gets a leading "'" (OWASP).
+        pacsv.write_csv(neutralise_csv_table(table), path)
 
     def read(self, path: Path) -> Any:
         import pyarrow.csv as pacsv
