@@ -36,7 +36,7 @@ log = logging.getLogger("scanner")
 
 SECTIONS = (
     ("Input", ("extensions", "include", "exclude", "hidden", "follow_symlinks",
-               "max_duration_s")),
+               "max_duration_s", "timestamp_pattern")),
     ("Model", ("backbone", "models", "heads", "weights", "layer", "w2v_window_s")),
     ("Detection", ("window_s", "hop_s", "smooth_windows", "min_event_s", "thresholds",
                    "sensitivity")),
