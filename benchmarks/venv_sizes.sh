@@ -6,7 +6,8 @@
 # Each variant is a fresh venv with this checkout installed (not editable) and its extra; torch
 # is installed first from its pinned CPU build (an unpinned 'torch' resolves to a multi-GB CUDA
 # build). Prints `du -sh` of each venv, then the largest packages of the core.
-# PYTHON picks the interpreter (default: python3). KEEP=1 keeps WORKDIR.
+# PYTHON picks the interpreter (default: python3); VARIANTS a subset ("core all"); KEEP=1 keeps
+# WORKDIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -34,15 +35,22 @@ variant() {  # name, then pip arguments (run in order; '--' separates pip calls)
     "$venv/bin/python" -m pip cache purge -q >/dev/null 2>&1 || true
 }
 
-variant core "$ROOT"
-variant core+tf "$ROOT[tf]"
-variant core+wav2vec2 "$TORCH" -- "$ROOT[wav2vec2]"
-variant all "$TORCH" -- "$ROOT[all]"
+VARIANTS=${VARIANTS:-core core+tf core+wav2vec2 all}
+for name in $VARIANTS; do
+    case $name in
+        core) variant core "$ROOT" ;;
+        core+tf) variant core+tf "$ROOT[tf]" ;;
+        core+wav2vec2) variant core+wav2vec2 "$TORCH" -- "$ROOT[wav2vec2]" ;;
+        all) variant all "$TORCH" -- "$ROOT[all]" ;;
+        *) echo "unknown variant $name" >&2; exit 2 ;;
+    esac
+done
 
 echo "== venv sizes (du -sh)"
-for name in core core+tf core+wav2vec2 all; do
+for name in $VARIANTS; do
     du -sh "$WORK/$name" | sed "s|$WORK/||"
 done
+[[ " $VARIANTS " == *" core "* ]] || exit 0
 echo "== largest packages in core"
 site=$("$WORK/core/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 du -s "$site"/* 2>/dev/null | sort -rn | head -10 | awk '{printf "%6.1f MB  %s\n", $1/1024, $2}' \

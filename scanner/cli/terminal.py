@@ -18,7 +18,7 @@ import contextlib
 import faulthandler
 import logging
 import os
-import select
+import selectors
 import sys
 import threading
 from collections.abc import Iterator
@@ -93,7 +93,7 @@ def native_stderr_to_log() -> Iterator[None]:
     faulthandler writes there too, so a crash still prints its stack. Without a usable fd 2
     (closed, or not a descriptor), or on Windows, nothing changes.
     """
-    if os.name == "nt":  # select() cannot wait on a pipe there
+    if os.name == "nt":  # selectors cannot wait on a pipe there
         yield
         return
     try:
@@ -157,22 +157,24 @@ class _PipeReader(threading.Thread):
 
     def run(self) -> None:
         pending = b""
-        try:
-            while True:
-                ready, _, _ = select.select([self.fd], [], [], POLL_S)
-                if not ready:
-                    if self.stop.is_set():
+        # a selector, not select(): a process with many open files (Ray) can get fds >= 1024
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.fd, selectors.EVENT_READ)
+            try:
+                while True:
+                    if not selector.select(POLL_S):
+                        if self.stop.is_set():
+                            break
+                        continue
+                    chunk = os.read(self.fd, 1 << 16)
+                    if not chunk:
                         break
-                    continue
-                chunk = os.read(self.fd, 1 << 16)
-                if not chunk:
-                    break
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    _emit(line)
-        finally:
-            _emit(pending)
-            os.close(self.fd)
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        _emit(line)
+            finally:
+                _emit(pending)
+                os.close(self.fd)
 
 
 def _emit(raw: bytes) -> None:
