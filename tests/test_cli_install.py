@@ -118,3 +118,37 @@ def test_pyproject_core_leaves_the_frameworks_to_extras():
     assert {"tf", "wav2vec2", "train", "ray", "review", "all", "dev"} <= set(extras)
     assert any("[all]" in d for d in extras["dev"])
     assert all(f"{name}" in extras["all"][0] for name in ("tf", "wav2vec2", "train", "ray", "review"))
+
+
+def _imported_modules(folder: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(a.name.partition(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.partition(".")[0])
+    return found
+
+
+def test_every_imported_package_is_declared():
+    import importlib.metadata as md
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"],
+                    *(r for extra in project["optional-dependencies"].values() for r in extra)]
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {canonical(re.split(r"[\s<>=!~;\[(]", r, maxsplit=1)[0]) for r in requirements}
+    dists = md.packages_distributions()
+    modules = (_imported_modules(ROOT / "scanner") | _imported_modules(ROOT / "training")) \
+        - set(sys.stdlib_module_names) - {"scanner", "training", "__future__"}
+    undeclared = {m: dists.get(m) for m in modules
+                  if not any(canonical(d) in declared for d in dists.get(m, []))}
+    assert not undeclared, f"imported but not in pyproject.toml: {undeclared}"
