@@ -12,11 +12,13 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import stat
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, InputPathError
 from scanner.records import AudioFile
 
 logger = logging.getLogger(__name__)
@@ -25,6 +27,15 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "aif", "aiff", "wma",
 )
 """File name extensions (lower case, no dot) scanned when none are given."""
+
+MEDIA_EXTENSIONS: frozenset[str] = frozenset({
+    "3g2", "3gp", "aac", "ac3", "aif", "aifc", "aiff", "amr", "ape", "au", "avi", "caf", "dts",
+    "eac3", "flac", "flv", "m4a", "m4b", "m4r", "m4v", "mka", "mkv", "mov", "mp2", "mp3", "mp4",
+    "mpc", "mpeg", "mpg", "mts", "oga", "ogg", "ogv", "opus", "ra", "rf64", "snd", "spx", "ts",
+    "tta", "voc", "w64", "wav", "weba", "webm", "wma", "wmv", "wv",
+})
+"""Extensions of files that usually hold sound: when such files are skipped because their
+extension is not scanned, discovery says how many and how to include them."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +76,12 @@ def discover(
         The files, each once (by resolved path), sorted by absolute path.
 
     Raises:
-        ConfigError: A path does not exist or is neither a file nor a folder, or
-            ``extensions`` is empty.
+        InputPathError: A path does not exist or is neither a file nor a folder (a pipe or
+            a device would block the decoder forever).
+        ConfigError: ``extensions`` is empty.
+
+    Files skipped only for their extension are counted; when some usually hold sound (see
+    :data:`MEDIA_EXTENSIONS`), a warning says how many and which ``--ext`` takes them.
     """
     if extensions is None:
         exts = frozenset(DEFAULT_EXTENSIONS)
@@ -75,19 +90,21 @@ def discover(
         if not exts:
             raise ConfigError("no file extensions to scan were given")
     filters = _Filters(exts, tuple(include), tuple(exclude), hidden, follow_symlinks)
+    skipped: Counter[str] = Counter()
 
     found: dict[str, tuple[bool, str]] = {}  # resolved path -> (is a link, path as found)
     for raw in paths:
         root = Path(os.path.abspath(os.path.expanduser(os.fspath(raw))))
         if not os.path.exists(root):
             why = "a broken symbolic link" if os.path.islink(root) else "does not exist"
-            raise ConfigError(f"cannot scan {str(raw)!r}: {why}")
+            raise InputPathError(f"cannot scan {str(raw)!r}: {why}")
         if root.is_dir():
-            candidates = _walk(root, filters)
+            candidates = _walk(root, filters, skipped)
         elif root.is_file():
             candidates = [str(root)]
         else:
-            raise ConfigError(f"cannot scan {str(raw)!r}: not a regular file or folder")
+            raise InputPathError(f"cannot scan {str(raw)!r}: {_what_it_is(root)}, not a "
+                                 f"regular file or folder")
         for path in candidates:
             _remember(found, path)
 
@@ -100,7 +117,30 @@ def discover(
             continue
         files.append(AudioFile(path=Path(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns))
     files.sort(key=lambda f: str(f.path))
+    _say_skipped(skipped, len(files))
     return files
+
+
+def _say_skipped(skipped: Counter[str], found: int) -> None:
+    media = [(ext, n) for ext, n in skipped.most_common() if ext in MEDIA_EXTENSIONS]
+    if not media:
+        return
+    counts = ", ".join(f"{n} .{ext} file{'s' if n > 1 else ''}" for ext, n in media)
+    verb = "were" if sum(n for _, n in media) > 1 else "was"
+    logger.warning("%s %s skipped (found %d to scan); add --ext %s to scan them too", counts,
+                   verb, found, ",".join(ext for ext, _ in media))
+
+
+def _what_it_is(path: Path) -> str:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    for test, what in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return f"it is {what}"
+    return "it is a special file"
 
 
 def _remember(found: dict[str, tuple[bool, str]], path: str) -> None:
@@ -111,7 +151,7 @@ def _remember(found: dict[str, tuple[bool, str]], path: str) -> None:
         found[key] = entry
 
 
-def _walk(root: Path, filters: _Filters) -> list[str]:
+def _walk(root: Path, filters: _Filters, skipped: Counter[str]) -> list[str]:
     """Paths of the matching files under ``root`` (a folder), in no particular order."""
     root_real = os.path.realpath(root)
     seen_dirs = {root_real}
@@ -161,6 +201,10 @@ def _walk(root: Path, filters: _Filters) -> list[str]:
                 continue
             if _wanted(filters, rel, name):
                 out.append(entry.path)
+            else:
+                ext = os.path.splitext(name)[1].lower().lstrip(".")
+                if ext and ext not in filters.extensions:
+                    skipped[ext] += 1
     return out
 
 

@@ -80,5 +80,7 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="scanner")
+    """Console-script entry point: every ending is one line and a documented exit code."""
+    from scanner.cli.boundary import run
+
+    run(cli, prog_name="scanner")

@@ -290,7 +290,7 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         except ScannerError as e:
             progress.close()
             log.error("%s", e)
-            ctx.exit(EXIT_LOAD_FAILED)
+            ctx.exit(e.exit_code)
         except KeyboardInterrupt:  # outside the file loop: listing files, or writing the table
             progress.close()
             log.warning("interrupted; committed rows are kept. Continue with: %s", resume_hint)

@@ -139,6 +139,9 @@ def build_row(result: FileResult, prediction: Prediction | None, *, classes: Seq
     if info and info.truncated_to_s is not None:
         row["error"] = f"cut to the first {info.truncated_to_s:g} s (--max-duration)"
         row["error_kind"] = "too_long"
+    if info and getattr(info, "note_kind", None):  # recovered or partial audio, said in the row
+        row["error"] = info.note + (f"; {row['error']}" if row["error"] else "")
+        row["error_kind"] = info.note_kind
     probs = prediction.probs[0]
     best = int(np.argmax(probs))
     row["label"] = classes[best]
