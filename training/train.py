@@ -195,6 +195,9 @@ def train_head(config: TrainConfig, *, progress: bool = True,
         ConfigError: Bad data layout, too few usable files, or a split missing a class.
         ModelNotFoundError: The backbone could not be loaded.
     """
+    from scanner.extras import require
+
+    require("torch", "train")  # before hours of embedding, not after
     t0 = time.monotonic()
     dataset = load_dataset(config.data_dir, config.manifest)
     classes = dataset.classes

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import click
 
+from scanner.cli.options import deprecated_alias
+
 log = logging.getLogger("scanner")
 
 
 def _backbone_choices() -> list[str]:
-    from scanner.backbones import BACKBONES
+    from scanner.cli.options import backbone_names
 
-    return BACKBONES.names()
+    return backbone_names()
 
 
 def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
@@ -62,8 +64,9 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               show_default=True, help="Fraction held out for test (by group).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, initialisation, batching and augmentation.")
-@click.option("--hidden", "hidden", multiple=True, default=("256",), show_default=True,
+@click.option("--hidden-sizes", "hidden", multiple=True, default=("256",), show_default=True,
               help="Hidden layer sizes, repeatable or a comma list (0: no hidden layer).")
+@deprecated_alias("--hidden", "hidden", "--hidden-sizes", multiple=True)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3,
               show_default=True, help="Dropout after each hidden layer.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
