@@ -126,9 +126,9 @@ def _streamed(backbone, clips: list, batch_s: float) -> float:
 
 
 def stages(folder: Path, threads: int) -> dict:
-    from scanner.backbones import load_backbone
     from scanner.audio.decode import decode_task, plan_tasks
     from scanner.audio.discover import discover
+    from scanner.backbones import load_backbone
 
     files = discover([folder])
     start = time.monotonic()

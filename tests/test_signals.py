@@ -141,7 +141,7 @@ def test_a_signal_commits_stops_the_workers_and_resume_finishes(tmp_path, fake_h
     kept = _committed(out)
     assert 5 <= kept < len(files)
 
-    again = subprocess.run([sys.executable, "-m", "scanner", "-q",
+    again = subprocess.run([sys.executable, "-m", "scanner",
                             *_args(tmp_path / "in", out, fake_head), "--resume"],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

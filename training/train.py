@@ -21,9 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
-from scanner.output.cache import EmbeddingCache
 from scanner.errors import ConfigError
 from scanner.heads.mlp import MLPHead, softmax
+from scanner.output.cache import EmbeddingCache
 from training.augment import ORIGINAL, BandLimit
 from training.config import TrainConfig
 from training.dataset import Dataset, load_dataset
