@@ -58,12 +58,14 @@ def _register() -> None:
     from scanner.cli.export import export
     from scanner.cli.report import report
     from scanner.cli.scan import scan
+    from scanner.cli.search import search
     from scanner.cli.train import train
 
     cli.add_command(scan)
     cli.add_command(train)
     cli.add_command(export)
     cli.add_command(report)
+    cli.add_command(search)
 
 
 _register()

@@ -272,6 +272,10 @@ def read_vectors(path: str | os.PathLike[str]) -> Vectors:
     if len(col) and col.offset:
         values = values[col.offset * dim:]
     vectors = np.asarray(values[: len(col) * dim], VECTOR_DTYPE).reshape(len(col), dim)
-    return Vectors(np.asarray(table.column("path").to_pylist(), dtype=object),
-                   table.column("start_s").to_numpy(), table.column("end_s").to_numpy(),
-                   vectors, dict(meta.get("backbone") or {}), path)
+    paths = np.asarray(table.column("path").to_pylist(), dtype=object)
+    starts = table.column("start_s").to_numpy()
+    ends = table.column("end_s").to_numpy()
+    order = np.lexsort((starts, paths.astype(str)))
+    if np.any(order != np.arange(len(order))):  # search reads a file's windows in time order
+        paths, starts, ends, vectors = paths[order], starts[order], ends[order], vectors[order]
+    return Vectors(paths, starts, ends, vectors, dict(meta.get("backbone") or {}), path)
