@@ -57,6 +57,7 @@ def cli(ctx: click.Context, verbosity: int | None) -> None:
 def _register() -> None:
     from scanner.cli.export import export
     from scanner.cli.report import report
+    from scanner.cli.review import review
     from scanner.cli.scan import scan
     from scanner.cli.search import search
     from scanner.cli.train import train
@@ -66,6 +67,7 @@ def _register() -> None:
     cli.add_command(export)
     cli.add_command(report)
     cli.add_command(search)
+    cli.add_command(review)
 
 
 _register()
