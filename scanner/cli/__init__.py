@@ -55,6 +55,7 @@ def cli(ctx: click.Context, verbosity: int | None) -> None:
 
 
 def _register() -> None:
+    from scanner.cli.calibrate import calibrate
     from scanner.cli.export import export
     from scanner.cli.report import report
     from scanner.cli.review import review
@@ -68,6 +69,7 @@ def _register() -> None:
     cli.add_command(report)
     cli.add_command(search)
     cli.add_command(review)
+    cli.add_command(calibrate)
 
 
 _register()

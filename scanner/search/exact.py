@@ -6,7 +6,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 CHUNK_ROWS = 65_536
-"""Stored vectors converted to float32 at once (256 MB at 1024-d): bounds the memory a search adds."""
+"""Rows scored at once (256 MB of float32 at 1024-d): bounds the memory a search adds."""
+FLOAT32_MAX_BYTES = 4 << 30
+"""Unit vectors are kept as float32 up to this size (about 1M x 1024), else as float16 and
+converted chunk by chunk: numpy has no fast float16 product, and converting costs more than
+the product (measured: 0.58 s against 0.07 s per query at 100,000 x 1024)."""
 
 
 def normalise(x: NDArray[np.floating], dtype: type = np.float32) -> NDArray[np.floating]:
@@ -31,7 +35,7 @@ def top_k(scores: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDA
 
 
 class ExactSearch:
-    """Brute-force cosine similarity over unit-normalised vectors (kept as float16).
+    """Brute-force cosine similarity over unit-normalised vectors.
 
     Args:
         vectors: ``[n, dim]`` stored vectors (any float type).
@@ -40,7 +44,8 @@ class ExactSearch:
     kind = "exact"
 
     def __init__(self, vectors: NDArray[np.floating]) -> None:
-        self.unit = normalise(vectors, np.float16)
+        small = vectors.shape[0] * vectors.shape[1] * 4 <= FLOAT32_MAX_BYTES
+        self.unit = normalise(vectors, np.float32 if small else np.float16)
 
     def __len__(self) -> int:
         return int(self.unit.shape[0])
@@ -52,7 +57,7 @@ class ExactSearch:
         best_s = np.full((len(q), 0), -np.inf, np.float32)
         best_i = np.zeros((len(q), 0), np.int64)
         for i in range(0, len(self), CHUNK_ROWS):
-            scores = q @ self.unit[i:i + CHUNK_ROWS].astype(np.float32).T
+            scores = q @ np.asarray(self.unit[i:i + CHUNK_ROWS], np.float32).T
             s, j = top_k(scores, k)
             best_s, cols = top_k(np.concatenate([best_s, s], axis=1), k)
             best_i = np.take_along_axis(np.concatenate([best_i, j + i], axis=1), cols, axis=1)
