@@ -117,9 +117,10 @@ def _train(data: Path, out: Path, cache: Path, *extra: str) -> None:
 
 
 def test_verdicts_clicked_in_the_page_retrain_the_head(tmp_path: Path) -> None:
+    from test_review_page import ARGS, CHROMIUM, Page, _skip_or_fail
+
     from scanner.cli import cli
     from scanner.review import build_review
-    from test_review_page import ARGS, CHROMIUM, Page, _skip_or_fail
 
     try:
         from playwright.sync_api import sync_playwright

@@ -24,8 +24,8 @@ log = logging.getLogger("scanner")
               help="Hits table (.parquet or .csv): the events table's columns plus query, rank.")
 @click.option("--method", type=click.Choice(["auto", "exact", "ivf"]), default="auto",
               show_default=True,
-              help="exact numpy, or a faiss IVF index saved beside EMBEDDINGS (auto: exact "
-                   "up to 300,000 vectors).")
+              help="exact numpy, or a faiss IVF index saved beside EMBEDDINGS (auto: a saved "
+                   "index if current, else exact up to 1,500,000 vectors).")
 @click.option("--model", metavar="SRC", help="Where the backbone loads from (as scan --model).")
 @click.option("--label", help="The hits' label for --like queries (default: similar).")
 @click.pass_context

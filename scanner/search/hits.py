@@ -24,11 +24,12 @@ from scanner.search.queries import Query
 log = logging.getLogger(__name__)
 
 Method = Literal["auto", "exact", "ivf"]
-EXACT_MAX_VECTORS = 300_000
-"""Up to this many vectors ``auto`` searches exactly. Measured (benchmarks/bench_search.py,
-docs/review.md): exact numpy costs ~0.4 s per query per million 1024-d vectors, while
-building the IVF index costs ~30 s per million once (then ~1-5 ms a query); below a few
-hundred thousand vectors an exact search of a handful of queries is quicker than the build."""
+EXACT_MAX_VECTORS = 1_500_000
+"""Up to this many vectors ``auto`` searches exactly, unless a current index is saved.
+Measured (benchmarks/bench_search.py on the shared 2-core machine, docs/review.md): at 1M
+1024-d vectors exact numpy takes 1.07 s for one query (0.34 s each in a batch of 20),
+the IVF index 0.06 s, but building that index took 500 s: it pays off only after hundreds
+of queries, so it is built when asked for (``ivf``) or when exact search gets slow."""
 CANDIDATES_PER_HIT = 8
 """Neighbours fetched per wanted hit before overlapping windows are merged away."""
 
@@ -44,9 +45,19 @@ class Searcher(Protocol):
 
 def make_searcher(vectors: Vectors, method: Method = "auto", *, save_index: bool = True
                   ) -> Searcher:
-    """Exact numpy for small sets (or ``exact``), else the saved or a new IVF index."""
+    """``exact`` numpy; ``ivf`` the saved or a new index; ``auto`` a saved current index if
+    there is one, else exact up to :data:`EXACT_MAX_VECTORS`, else a new index."""
     from scanner.search.exact import ExactSearch
 
+    if method == "auto" and vectors.source.exists():
+        from scanner.search.index import IVFIndex, index_path
+
+        try:
+            saved = IVFIndex.load(index_path(vectors.source), vectors.source)
+        except Exception:  # noqa: BLE001 - faiss missing or a damaged file: search without it
+            saved = None
+        if saved is not None and len(saved) == len(vectors):
+            return saved
     if method == "exact" or (method == "auto" and len(vectors) <= EXACT_MAX_VECTORS):
         return ExactSearch(vectors.vectors)
     from scanner.search.index import load_or_build
