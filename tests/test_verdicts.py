@@ -188,3 +188,108 @@ def test_verdicts_clicked_in_the_page_retrain_the_head(tmp_path: Path) -> None:
                 assert np.all(p1 < p0 - 0.2) and np.all(p1 < 0.5), (p0, p1)
             else:
                 assert np.all(p1 > 0.5), (p0, p1)
+
+
+# -- calibration ------------------------------------------------------------------------------
+
+def _population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window scores and the truth, with P(true | score) = score ** 2."""
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(0, 1, n)
+    return s, rng.uniform(0, 1, n) < s ** 2
+
+
+def _sampled_verdicts(tmp_path: Path, name: str, seed: int, per_bin: int = 80) -> Path:
+    """Review's per-bin sample of a segments table, answered by the truth, as verdicts.csv."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scanner.review import load_source, select_items
+
+    s, true = _population(20_000, seed)
+    table = tmp_path / f"{name}.segments.parquet"
+    pq.write_table(pa.table({"path": [f"/rec/{i // 100}.wav" for i in range(len(s))],
+                             "start_s": np.arange(len(s)) % 100 * 0.48,
+                             "end_s": np.arange(len(s)) % 100 * 0.48 + 1.44,
+                             "label": ["screaming"] * len(s), "confidence": s,
+                             "prob_screaming": s, "prob_cry": (1 - s) / 2,
+                             "prob_not_screaming": (1 - s) / 2, "truth": true}), table)
+    items = select_items(load_source(table, "sample"), "sample", bins=10, per_bin=per_bin,
+                         labels=("screaming",), seed=seed)
+    truth = {(f"/rec/{i // 100}.wav", round(i % 100 * 0.48, 3)): bool(t) for i, t in enumerate(true)}
+    out = tmp_path / f"{name}.csv"
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER.strip().split(","))
+        for it in items:
+            verdict = "yes" if truth[(it.path, round(it.start_s, 3))] else "no"
+            w.writerow([it.path, it.start_s, it.end_s, it.label, verdict, "", it.score, it.weight,
+                        it.stratum, "", "fake-head", "t"])
+    return out
+
+
+def _weighted_precision(path: Path, threshold: float) -> float:
+    rows = [v for v in read_verdicts(path) if v.score >= threshold]
+    return sum(v.weight for v in rows if v.verdict == "yes") / sum(v.weight for v in rows)
+
+
+def test_calibration_reaches_the_asked_precision_on_held_out_verdicts(tmp_path: Path,
+                                                                      fake_head: Path) -> None:
+    import json
+
+    from training.calibrate_verdicts import BACKUP, calibrate_head
+
+    fit = _sampled_verdicts(tmp_path, "fit", seed=1)
+    held = _sampled_verdicts(tmp_path, "held", seed=2, per_bin=800)  # large: a precise check
+    original = json.loads((fake_head / "head.json").read_text())
+    out = tmp_path / "calibrated"
+    path, result = calibrate_head(fake_head, [fit], target_precision=0.8, out=out)
+    cal = result["screaming"]
+    assert path == out / "head.json" and cal.threshold is not None
+    # P(true | s) = s^2 reaches precision 0.8 from s = 0.70; the bound makes it stricter
+    assert 0.7 <= cal.threshold < 0.95 and cal.precision_lower_bound >= 0.8
+    assert _weighted_precision(held, cal.threshold) >= 0.8  # verdicts it never saw
+    s, true = _population(200_000, seed=3)  # and the population they were drawn from
+    assert true[s >= cal.threshold].mean() >= 0.8
+    curve = dict(zip(cal.curve_scores, cal.curve_p_true, strict=True))
+    assert abs(curve[0.5] - 0.25) < 0.15 and abs(curve[0.9] - 0.81) < 0.15  # P(true|s) = s^2
+
+    written = json.loads(path.read_text())
+    assert written["thresholds"]["screaming"] == cal.threshold
+    assert written["calibration_from_verdicts"]["previous_thresholds"] == original["thresholds"]
+    assert json.loads((fake_head / "head.json").read_text()) == original  # the source untouched
+    from scanner.heads import load_head
+
+    assert load_head(out, backbone="fake").detection_thresholds()["screaming"] == cal.threshold
+
+    # in place: a backup of the original, kept through a second calibration
+    calibrate_head(fake_head, [fit], target_precision=0.8)
+    assert json.loads((fake_head / BACKUP).read_text()) == original
+    _, again = calibrate_head(fake_head, [fit, held], target_precision=0.85)
+    assert json.loads((fake_head / BACKUP).read_text()) == original
+    assert again["screaming"].precision_lower_bound >= 0.85
+    assert json.loads((fake_head / "head.json").read_text())["thresholds"]["screaming"] == \
+        again["screaming"].threshold
+
+
+def test_calibrate_cli_refuses_what_it_did_not_write(tmp_path: Path, fake_head: Path) -> None:
+    from scanner.cli import cli
+
+    fit = _sampled_verdicts(tmp_path, "fit", seed=1)
+    foreign = tmp_path / "other"
+    foreign.mkdir()
+    (foreign / "head.json").write_text("{}")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["calibrate", str(fake_head), "--verdicts", str(fit),
+                              "--target-precision", "0.9", "-o", str(foreign)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert (foreign / "head.json").read_text() == "{}"
+    res = runner.invoke(cli, ["calibrate", "default", "--verdicts", str(fit),
+                              "--target-precision", "0.9"])
+    assert res.exit_code == 2
+    res = runner.invoke(cli, ["calibrate", str(fake_head), "--verdicts", str(fit),
+                              "--target-precision", "0.8", "-o", str(tmp_path / "new")])
+    assert res.exit_code == 0, res.output
+    assert "screaming: threshold" in res.output

@@ -111,7 +111,7 @@ def p_true_curve(scores: NDArray[np.floating], true: NDArray[np.bool_],
     return [round(float(g), 4) for g in grid], [round(float(p), 4) for p in iso.predict(grid)]
 
 
-def calibrate(verdicts: Sequence[Verdict], *, target_precision: float, confidence: float = 0.9,
+def calibrate(verdicts: Sequence[Verdict], *, target_precision: float, confidence: float = 0.95,
               background: str = BACKGROUND, labels: Sequence[str] = ()) -> dict[str, ClassCalibration]:
     """Each class's P(true | score) and precision threshold (see the module docstring).
 
@@ -182,7 +182,7 @@ def _target(head_dir: Path, out: Path | None) -> Path:
 
 def calibrate_head(head: str | os.PathLike[str], verdict_files: Sequence[str | os.PathLike[str]], *,
                    target_precision: float, out: str | os.PathLike[str] | None = None,
-                   confidence: float = 0.9, labels: Sequence[str] = ()
+                   confidence: float = 0.95, labels: Sequence[str] = ()
                    ) -> tuple[Path, dict[str, ClassCalibration]]:
     """Calibrates a head folder (or a built-in head, into ``out``) from verdicts files.
 

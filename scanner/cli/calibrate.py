@@ -17,7 +17,7 @@ log = logging.getLogger("scanner")
               help="A verdicts.csv from 'scanner review' (repeatable).")
 @click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               required=True, help="Share of the items above a class's threshold that must be true.")
-@click.option("--confidence", type=click.FloatRange(0.5, 1, max_open=True), default=0.9,
+@click.option("--confidence", type=click.FloatRange(0.5, 1, max_open=True), default=0.95,
               show_default=True,
               help="How sure the precision must be (one-sided Wilson bound on the verdicts).")
 @click.option("--label", "labels", multiple=True, help="Only this class (repeatable).")
