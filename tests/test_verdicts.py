@@ -164,6 +164,12 @@ def test_verdicts_clicked_in_the_page_retrain_the_head(tmp_path: Path) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = Page(browser, review.index)
+        durations = page.page.evaluate(
+            "() => [...document.querySelectorAll('audio')].map(a => a.duration)")
+        for card, dur in zip(cards, durations, strict=True):  # each clip holds its event
+            assert card["clip_start_s"] <= card["start_s"] + 1e-6
+            assert card["clip_start_s"] + dur >= min(card["end_s"], 31.0) - 0.05
+            assert dur == pytest.approx(card["clip_duration_s"], abs=0.05)
         for i, wrong in enumerate(in_confuser):
             page.page.locator("article.card").nth(i).locator(".path").click()
             page.page.keyboard.press("n" if wrong else "y")

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.errors import ScannerError
-from scanner.output.writer import TableSink
+from scanner.output.writer import ParquetFormat, TableSink
 
 if TYPE_CHECKING:
     from scanner.classify import Classifier
@@ -109,25 +109,40 @@ def vector_table(schema: Any, paths: Sequence[str], starts_s: NDArray[np.floatin
     dim = schema.field("vector").type.list_size
     if v.ndim != 2 or v.shape[1] != dim:
         raise ValueError(f"vectors must be [n, {dim}], got {list(v.shape)}")
-    flat = pa.array(v.reshape(-1), type=pa.float16())
+    v = np.ascontiguousarray(v)
+    flat = pa.Array.from_buffers(pa.float16(), v.size, [None, pa.py_buffer(v)])  # no copy
     return pa.Table.from_arrays(
         [pa.array(list(paths), pa.string()), pa.array(np.asarray(starts_s, np.float64)),
          pa.array(np.asarray(ends_s, np.float64)), pa.array([backbone] * len(v), pa.string()),
          pa.FixedSizeListArray.from_arrays(flat, dim)], schema=schema)
 
 
+DICTIONARY_COLUMNS = ["path", "backbone"]
+"""Only these are dictionary-encoded: a dictionary of float16 values costs 3x the write time
+and saves nothing (measured on 3,600 x 1024 vectors: 0.68 s against 0.20 s)."""
+
+
+class _VectorParquet(ParquetFormat):
+    def write(self, table: Any, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, row_group_size=10_000, use_dictionary=DICTIONARY_COLUMNS)
+
+
 class _PartSink(TableSink):
     """A :class:`TableSink` that commits arrow tables (vectors are too many for Python rows)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.format = _VectorParquet()
 
     def write_table(self, table: Any) -> None:
         if table.num_rows == 0:
             return
-        import pyarrow.parquet as pq
-
         self._n_parts += 1
         final = self.parts / f"part-{self._n_parts:06d}.parquet"
         tmp = self.parts / f".tmp-{self._n_parts:06d}.parquet"
-        pq.write_table(table, tmp)
+        self.format.write(table, tmp)
         os.replace(tmp, final)
 
 
@@ -152,7 +167,8 @@ class VectorSink:
             path = vectors_path(out, b.name if several else None)
             self.schemas[b.name] = schema
             self.sinks[b.name] = _PartSink(path, schema, fmt="parquet", resume=resume)
-        self._pending: dict[str, list[Any]] = {name: [] for name in self.sinks}
+        # per backbone: (path, starts_s, ends_s, [patches, dim]) of each file since the last commit
+        self._pending: dict[str, list[tuple[str, Any, Any, Any]]] = {name: [] for name in self.sinks}
 
     @property
     def paths(self) -> dict[str, Path]:
@@ -174,7 +190,7 @@ class VectorSink:
         info = getattr(result, "info", None)
         if info is not None and info.truncated_to_s is not None:
             duration = min(duration or np.inf, info.truncated_to_s)
-        for name, schema in self.schemas.items():
+        for name in self.schemas:
             emb = result.embeddings.get(name)
             if emb is None or emb.n_patches == 0:
                 continue
@@ -182,9 +198,9 @@ class VectorSink:
             ends = starts + emb.window_s
             if duration is not None:
                 ends = np.minimum(ends, max(float(duration), 0.0))
-            self._pending[name].append(vector_table(
-                schema, [row["path"]] * emb.n_patches, np.round(starts, 3),
-                np.round(np.maximum(ends, starts), 3), name, emb.embeddings))
+            self._pending[name].append((row["path"], np.round(starts, 3),
+                                        np.round(np.maximum(ends, starts), 3),
+                                        np.asarray(emb.embeddings)))
 
     def commit(self, number: int | None = None) -> None:
         """Writes what was added since the last commit as one part per backbone.
@@ -192,12 +208,14 @@ class VectorSink:
         ``number`` is the driver's commit count, for the log only: parts are numbered by
         the sink itself (after the highest part already on disk, so resumed runs never reuse one).
         """
-        import pyarrow as pa
-
-        for name, tables in self._pending.items():
-            if tables:
-                self.sinks[name].write_table(pa.concat_tables(tables))
-                log.debug("vectors: committed %d files for %s (commit %s)", len(tables), name,
+        for name, files in self._pending.items():
+            if files:
+                paths = [p for p, starts, _, _ in files for _ in range(len(starts))]
+                self.sinks[name].write_table(vector_table(
+                    self.schemas[name], paths, np.concatenate([f[1] for f in files]),
+                    np.concatenate([f[2] for f in files]), name,
+                    np.concatenate([f[3] for f in files])))
+                log.debug("vectors: committed %d files for %s (commit %s)", len(files), name,
                           number)
         self._pending = {name: [] for name in self.sinks}
 
