@@ -21,9 +21,9 @@ import soundfile as sf
 from scanner.config import ScanConfig
 from scanner.engines.local import embed_files
 from scanner.events.export import export
-from scanner.records import AudioFile
-from scanner.output.rows import arrow_schema
 from scanner.events.segments import FileSegments, SegmentConfig, analyse_file, event_columns
+from scanner.output.rows import arrow_schema
+from scanner.records import AudioFile
 
 pytestmark = pytest.mark.slow
 
@@ -91,10 +91,10 @@ def test_scream_between_speech_is_one_event_and_exports(classifier, dataset_dir,
 
     pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(event_columns())), events)
     result = export(events, "audacity", tmp_path / "labels", labels=["screaming"])
-    (label_file,) = result.paths
+    (label_file,) = [p for p in result.paths if p.name != "index.csv"]
     assert label_file.name == "speech_scream.txt"
     start, end, label = label_file.read_text().strip().split("\t")
-    assert label == "screaming"
+    assert label == f"screaming ({event['peak_confidence']:.2f})"
     assert (float(start), float(end)) == pytest.approx((event["start_s"], event["end_s"]))
 
 

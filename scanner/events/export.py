@@ -1,272 +1,191 @@
 """Annotations out of a results table, for the tools people review audio with.
 
-One :class:`Exporter` per format, registered by name (``audacity``, ``raven``, ``json``,
-``csv``), so adding a format is one class here. Exporters read :class:`Annotation` records
-from either an events table (``results.events.parquet``) or a file table: a file table
-whose scan wrote events beside it exports those events, otherwise each file becomes one
-annotation spanning the whole file with its file-level label.
+One :class:`Exporter` per format, registered by name (``audacity``, ``raven``, ``jsonl``,
+``csv``, ``kaleidoscope``; ``json`` is a deprecated alias of ``jsonl``), so adding a format
+is one class in :mod:`scanner.events.formats`. Exporters read :class:`Annotation` records
+from an events table (``results.events.parquet``) or a file table: a file table whose scan
+wrote events beside it exports those events, otherwise each file becomes one annotation
+spanning the whole file with its file-level label.
+
+Per-file formats (Audacity, Raven) mirror the scanned tree: ``<root>/a/b/day1.wav`` becomes
+``<out>/a/b/day1.txt``, and ``index.csv`` maps each audio file to its label file. With
+``beside_audio`` the tables go next to the audio instead. Nothing the tool did not write is
+ever replaced (:mod:`scanner.events.manifest`).
 """
 
 from __future__ import annotations
 
-import csv
+import difflib
 import hashlib
-import io
-import json
 import logging
-import math
 import os
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
 
 from scanner.errors import ScannerError
+from scanner.escape import escape_terminal
+from scanner.events.annotations import (  # noqa: F401 - re-exported: the export API in one place
+    Annotation,
+    FileInfo,
+    Loaded,
+    Source,
+    load,
+    read_annotations,
+    read_table,
+    scan_roots,
+    select,
+    table_metadata,
+)
+from scanner.events.manifest import MANIFEST_NAME, WriteSet, fit_name
 from scanner.registry import Registry
 
 log = logging.getLogger(__name__)
 
-Source = Literal["events", "files"]
+FORMAT_ALIASES = {"json": "jsonl"}  # old name -> new name, kept for one release
+INDEX_NAME = "index.csv"
 
 
 @dataclass(frozen=True)
-class Annotation:
-    """One labelled stretch of one audio file (times in seconds from the file's start)."""
+class Layout:
+    """Where per-file outputs go: mirrored under ``out_dir`` relative to ``roots``, or beside
+    the audio (``beside_audio``)."""
 
-    path: str
-    label: str
-    start_s: float
-    end_s: float
-    peak_confidence: float | None = None
-    mean_confidence: float | None = None
+    out_dir: Path
+    roots: tuple[str, ...] = ()
+    beside_audio: bool = False
+
+    def root_of(self, path: str) -> str | None:
+        """The longest root holding ``path``, or None."""
+        pure = PurePosixPath(path)
+        for root in sorted(self.roots, key=len, reverse=True):
+            try:
+                if pure.relative_to(root).parts:
+                    return root
+            except ValueError:
+                continue
+        return None
+
+    def relative(self, path: str) -> PurePosixPath:
+        """``path`` relative to the longest root holding it (its parts made safe to join)."""
+        pure = PurePosixPath(path)
+        root = self.root_of(path)
+        if root is not None:
+            return _safe(pure.relative_to(root).parts)
+        return _safe(pure.parts[1:] if pure.is_absolute() else pure.parts)
+
+    def targets(self, paths: Iterable[str], suffix: str, *, reserved: Iterable[str] = ()
+                ) -> dict[str, Path]:
+        """One output file per audio path: ``<stem><suffix>`` in its mirrored (or own) folder.
+
+        Stems that clash in one folder (``a.wav`` and ``a.flac``, or a reserved name) use the
+        whole file name; names past 255 bytes are cut and carry a hash of the path.
+        """
+        by_folder: dict[Path, list[str]] = defaultdict(list)
+        for p in sorted(set(paths)):
+            folder = Path(p).parent if self.beside_audio else \
+                self.out_dir.joinpath(*self.relative(p).parts[:-1])
+            by_folder[folder].append(p)
+        taken_root = {r.casefold() for r in reserved}
+        out = {}
+        for folder, members in by_folder.items():
+            taken = set(taken_root) if folder == self.out_dir else set()
+            stems = defaultdict(int)
+            for p in members:
+                stems[(Path(p).stem + suffix).casefold()] += 1
+            for p in members:
+                name = Path(p).name
+                stem = Path(p).stem if stems[(Path(p).stem + suffix).casefold()] == 1 else name
+                candidate = fit_name(stem, suffix, key=p)
+                if candidate.casefold() in taken:
+                    tag = hashlib.sha1(p.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+                    candidate = fit_name(f"{name}~{tag}", suffix, key=p)
+                taken.add(candidate.casefold())
+                out[p] = folder / candidate
+        return out
+
+
+def _safe(parts: Sequence[str]) -> PurePosixPath:
+    clean = ["_parent_" if part == ".." else part for part in parts if part not in ("", ".")]
+    return PurePosixPath(*clean) if clean else PurePosixPath("_")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An exporter's output: file -> text, and for per-file formats audio path -> its file."""
+
+    files: dict[Path, str]
+    index: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What :func:`export` wrote: files, how many annotations, and what it read them from."""
+    """What :func:`export` wrote: files, how many annotations, what it read, and warnings."""
 
     paths: list[Path]
     n_annotations: int
     source: Source
     table: Path
     out_dir: Path
-
-
-# -- reading --------------------------------------------------------------------------------
-
-def read_table(path: Path) -> Any:
-    """A pyarrow table from a ``.parquet`` or ``.csv`` results file (ScannerError if unreadable)."""
-    from scanner.output.writer import FORMATS, format_for
-
-    try:
-        return FORMATS.get(format_for(Path(path)))().read(Path(path))
-    except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a bad file
-        raise ScannerError(f"cannot read results table {path}: {e}") from e
-
-
-def _is_events(columns: Iterable[str]) -> bool:
-    cols = set(columns)
-    return {"path", "label", "start_s", "end_s"} <= cols and "status" not in cols
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
-def _from_events(table: Any) -> list[Annotation]:
-    rows = table.to_pylist()
-    return [Annotation(str(r["path"]), str(r["label"]), float(r["start_s"]), float(r["end_s"]),
-                       _num(r.get("peak_confidence")), _num(r.get("mean_confidence")))
-            for r in rows]
-
-
-def _from_files(table: Any) -> list[Annotation]:
-    out = []
-    for r in table.select([c for c in ("path", "status", "label", "confidence", "duration_s")
-                           if c in table.column_names]).to_pylist():
-        if r.get("status") != "ok" or not r.get("label") or _num(r.get("duration_s")) is None:
-            continue
-        conf = _num(r.get("confidence"))
-        out.append(Annotation(str(r["path"]), str(r["label"]), 0.0, float(r["duration_s"]),
-                              conf, conf))
-    return out
-
-
-def read_annotations(results: Path) -> tuple[list[Annotation], Source, Path]:
-    """Annotations from an events table, or from a file table (its events table if present).
-
-    Returns:
-        The annotations, whether they are ``events`` or whole ``files``, and the table read.
-
-    Raises:
-        ScannerError: The table is unreadable or is neither kind.
-    """
-    from scanner.events.segments import events_path
-
-    results = Path(results)
-    table = read_table(results)
-    if _is_events(table.column_names):
-        return _from_events(table), "events", results
-    if "status" not in table.column_names:
-        raise ScannerError(f"{results} is neither a scanner results table nor an events table "
-                           f"(columns: {', '.join(table.column_names)})")
-    sibling = events_path(results)
-    if sibling.is_file():
-        log.info("reading events from %s", sibling)
-        return _from_events(read_table(sibling)), "events", sibling
-    log.info("no events table beside %s: exporting one whole-file annotation per file "
-             "(scan with --segments for time-stamped events)", results)
-    return _from_files(table), "files", results
-
-
-def select(annotations: Iterable[Annotation], *, min_confidence: float | None = None,
-           labels: Sequence[str] = (), background: str | None = None) -> list[Annotation]:
-    """Keeps ``labels`` (all but ``background`` when empty) at ``min_confidence`` or above."""
-    kept = []
-    for a in annotations:
-        if labels and a.label not in labels:
-            continue
-        if not labels and a.label == background:
-            continue
-        if min_confidence is not None and (a.peak_confidence or 0.0) < min_confidence:
-            continue
-        kept.append(a)
-    return sorted(kept, key=lambda a: (a.path, a.start_s, a.end_s, a.label))
-
-
-# -- writing --------------------------------------------------------------------------------
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
-    return path
-
-
-def _by_file(annotations: Sequence[Annotation]) -> dict[str, list[Annotation]]:
-    groups: dict[str, list[Annotation]] = defaultdict(list)
-    for a in annotations:
-        groups[a.path].append(a)
-    return dict(groups)
-
-
-def file_stems(paths: Iterable[str]) -> dict[str, str]:
-    """A unique output stem per audio path: its file stem, plus a short hash where stems clash."""
-    paths = sorted(set(paths))
-    count: dict[str, int] = defaultdict(int)
-    for p in paths:
-        count[Path(p).stem] += 1
-    out = {}
-    for p in paths:
-        stem = Path(p).stem
-        out[p] = stem if count[stem] == 1 else \
-            f"{stem}-{hashlib.sha1(p.encode()).hexdigest()[:8]}"
-    return out
+    warnings: list[str] = field(default_factory=list)
 
 
 class Exporter(ABC):
-    """Writes annotations into ``out_dir`` in one format; returns the files it wrote."""
+    """Renders annotations in one format; :func:`export` writes what it returns."""
 
     name: ClassVar[str]
     description: ClassVar[str]
+    per_file: ClassVar[bool] = False
+    reserved: ClassVar[tuple[str, ...]] = ()  # names it writes at the top of the export folder
 
     @abstractmethod
-    def write(self, annotations: Sequence[Annotation], out_dir: Path) -> list[Path]: ...
+    def render(self, annotations: Sequence[Annotation], files: Mapping[str, FileInfo],
+               layout: Layout) -> Rendered: ...
 
 
 EXPORTERS: Registry[type[Exporter]] = Registry("export format")
 
 
-@EXPORTERS.register("audacity")
-class AudacityExporter(Exporter):
-    """One Audacity label track per audio file: ``<stem>.txt`` with ``start\\tend\\tlabel``.
+def resolve_format(name: str) -> str:
+    """A registered format for ``name``, any case; a deprecated alias logs a warning.
 
-    Import in Audacity with File > Import > Labels after opening the audio file.
+    Raises:
+        KeyError: No such format.
     """
-
-    name = "audacity"
-    description = "Audacity label tracks, one <audio stem>.txt per audio file"
-
-    def write(self, annotations: Sequence[Annotation], out_dir: Path) -> list[Path]:
-        groups = _by_file(annotations)
-        stems = file_stems(groups)
-        written = []
-        for path, items in groups.items():
-            text = "".join(f"{a.start_s:.6f}\t{a.end_s:.6f}\t{a.label}\n" for a in items)
-            written.append(_write_text(out_dir / f"{stems[path]}.txt", text))
-        return written
+    key = name.strip().lower()
+    if key in FORMAT_ALIASES:
+        new = FORMAT_ALIASES[key]
+        log.warning("--format %s is deprecated and will be removed in the next release: it "
+                    "writes JSON Lines, use --format %s", key, new)
+        key = new
+    EXPORTERS.get(key)
+    return key
 
 
-RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
-                 "Low Freq (Hz)", "High Freq (Hz)", "Annotation", "Confidence", "Begin Path",
-                 "File Offset (s)")
-# The band the models hear: audio is analysed at 16 kHz, so 0 Hz to its Nyquist frequency.
-RAVEN_HIGH_FREQ_HZ = 8000.0
+def filter_warnings(labels: Sequence[str], classes: Sequence[str], n_kept: int,
+                    n_total: int, min_confidence: float | None) -> list[str]:
+    """Why an export is empty or a ``--label`` matches nothing, in words for the user."""
+    out = []
+    for label in labels:
+        if label not in classes:
+            near = difflib.get_close_matches(label, classes, n=1, cutoff=0.5)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            out.append(f"--label {label!r} matches no class of this table (classes: "
+                       f"{', '.join(classes) or 'none'}){hint}")
+    if n_kept == 0 and not out:
+        if n_total == 0:
+            out.append("the table holds no annotations (no events and no labelled files)")
+        else:
+            why = f" at --min-confidence {min_confidence}" if min_confidence is not None else ""
+            which = f"of {', '.join(labels)}" if labels else "other than the background class"
+            out.append(f"none of the {n_total} annotations is {which}{why}: nothing exported")
+    return out
 
 
-@EXPORTERS.register("raven")
-class RavenExporter(Exporter):
-    """One Raven selection table per audio file: ``<stem>.Table.1.selections.txt``.
-
-    Tab-separated with Raven's own column names; open it in Raven with File > Open
-    Selection Table after opening the audio file.
-    """
-
-    name = "raven"
-    description = "Raven selection tables, one <audio stem>.Table.1.selections.txt per audio file"
-
-    def write(self, annotations: Sequence[Annotation], out_dir: Path) -> list[Path]:
-        groups = _by_file(annotations)
-        stems = file_stems(groups)
-        written = []
-        for path, items in groups.items():
-            lines = ["\t".join(RAVEN_COLUMNS)]
-            for i, a in enumerate(items, start=1):
-                conf = "" if a.peak_confidence is None else f"{a.peak_confidence:.4f}"
-                lines.append("\t".join([
-                    str(i), "Spectrogram 1", "1", f"{a.start_s:.6f}", f"{a.end_s:.6f}",
-                    f"{0.0:.1f}", f"{RAVEN_HIGH_FREQ_HZ:.1f}", a.label, conf, a.path,
-                    f"{a.start_s:.6f}"]))
-            text = "\n".join(lines) + "\n"
-            written.append(_write_text(out_dir / f"{stems[path]}.Table.1.selections.txt", text))
-        return written
-
-
-FIELDS = ("path", "label", "start_s", "end_s", "peak_confidence", "mean_confidence")
-
-
-@EXPORTERS.register("json")
-class JsonLinesExporter(Exporter):
-    """All annotations in ``events.jsonl``: one JSON object per line."""
-
-    name = "json"
-    description = "JSON lines, events.jsonl (one object per annotation)"
-
-    def write(self, annotations: Sequence[Annotation], out_dir: Path) -> list[Path]:
-        text = "".join(json.dumps(asdict(a), ensure_ascii=False) + "\n" for a in annotations)
-        return [_write_text(out_dir / "events.jsonl", text)]
-
-
-@EXPORTERS.register("csv")
-class CsvExporter(Exporter):
-    """All annotations in ``events.csv`` with a header row."""
-
-    name = "csv"
-    description = "one CSV table, events.csv"
-
-    def write(self, annotations: Sequence[Annotation], out_dir: Path) -> list[Path]:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for a in annotations:
-            writer.writerow({k: ("" if v is None else v) for k, v in asdict(a).items()})
-        return [_write_text(out_dir / "events.csv", buf.getvalue())]
-
+# -- exporting ------------------------------------------------------------------------------
 
 def default_out_dir(results: Path, fmt: str) -> Path:
     """``results.parquet`` -> ``results-audacity/`` beside it."""
@@ -275,33 +194,101 @@ def default_out_dir(results: Path, fmt: str) -> Path:
     return results.with_name(f"{stem}-{fmt}")
 
 
+def index_text(index: Mapping[str, Path], counts: Mapping[str, int], out_dir: Path) -> str:
+    """``index.csv``: ``audio_path,label_file,annotations`` (label file relative to the
+    export folder when inside it), formula-neutralised like every CSV the tool writes."""
+    import pyarrow as pa
+
+    def shown(p: Path) -> str:
+        try:
+            return p.relative_to(out_dir).as_posix()
+        except ValueError:
+            return str(p)
+
+    paths = sorted(index)
+    return csv_text(pa.table({"audio_path": paths, "label_file": [shown(index[p]) for p in paths],
+                              "annotations": pa.array([counts[p] for p in paths], pa.int64())}))
+
+
+def csv_text(table: Any) -> str:
+    """A pyarrow table as CSV text: strings quoted (``\\r`` and ``\\n`` too), formulas
+    neutralised (:func:`scanner.escape.neutralise_csv_table`)."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    from scanner.escape import neutralise_csv_table
+
+    buf = io.BytesIO()
+    pacsv.write_csv(neutralise_csv_table(table), buf)
+    return buf.getvalue().decode("utf-8")
+
+
 def export(results: Path, fmt: str, out_dir: Path | None = None, *,
            min_confidence: float | None = None, labels: Sequence[str] = (),
-           background: str | None = None) -> ExportResult:
+           background: str | None = None, beside_audio: bool = False,
+           overwrite: bool = False, roots: Sequence[str] = ()) -> ExportResult:
     """Writes the annotations of ``results`` in format ``fmt`` into ``out_dir``.
 
     Args:
         results: A file table (its events table beside it is used when present) or an
             events table.
-        fmt: A registered exporter name (``audacity``, ``raven``, ``json``, ``csv``).
+        fmt: A registered exporter name, any case (``json`` is a deprecated alias of ``jsonl``).
         out_dir: Folder to write into (created); default ``<results stem>-<fmt>/`` beside it.
+            It always holds the manifest, and for per-file formats ``index.csv``.
         min_confidence: Keep annotations whose (peak) confidence is at least this.
         labels: Keep only these labels; when empty, every label but ``background``.
         background: The class that is not worth an annotation (default ``not_screaming``).
+        beside_audio: Per-file formats: write each table next to its audio file.
+        overwrite: Replace files an earlier export wrote (never any other file).
+        roots: The scanned roots the tree is mirrored from (default: the table's metadata,
+            else the deepest folder holding every file).
 
     Raises:
-        ScannerError: The table cannot be read, or is not a results or events table.
+        ScannerError: The table cannot be read or is not a results or events table; an
+            export would replace a file it did not write; a write failed.
         KeyError: ``fmt`` is not a registered format.
     """
     from scanner.events.segments import DEFAULT_BACKGROUND
 
+    fmt = resolve_format(fmt)
     exporter = EXPORTERS.get(fmt)()
-    annotations, source, table = read_annotations(Path(results))
-    kept = select(annotations, min_confidence=min_confidence, labels=labels,
+    if beside_audio and not exporter.per_file:
+        raise ScannerError(f"--beside-audio needs a per-file format (audacity, raven), not {fmt}")
+    loaded = load(Path(results))
+    kept = select(loaded.annotations, min_confidence=min_confidence, labels=labels,
                   background=DEFAULT_BACKGROUND if background is None else background)
+    warnings = filter_warnings(labels, loaded.classes, len(kept), len(loaded.annotations),
+                               min_confidence)
+    for w in warnings:
+        log.warning("%s", escape_terminal(w))
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(Path(results), fmt)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = exporter.write(kept, out_dir)
-    log.debug("wrote %d %s annotations from %s to %d file(s) in %s", len(kept), fmt, table,
-             len(paths), out_dir)
-    return ExportResult(paths, len(kept), source, table, out_dir)
+    paths = loaded.files or [a.path for a in kept]
+    layout = Layout(out_dir, tuple(roots) or scan_roots(
+        loaded.metadata, {str(PurePosixPath(p).parent) for p in paths}), beside_audio)
+    rendered = exporter.render(kept, loaded.files, layout)
+    files = dict(rendered.files)
+    if exporter.per_file:
+        counts: dict[str, int] = defaultdict(int)
+        for a in kept:
+            counts[a.path] += 1
+        files[out_dir / INDEX_NAME] = index_text(rendered.index, counts, out_dir)
+    _check_inside(files, layout)
+    WriteSet(out_dir).write(files, overwrite=overwrite)
+    log.debug("wrote %d %s annotations from %s to %d file(s) in %s", len(kept), fmt,
+              escape_terminal(str(loaded.table)), len(files), escape_terminal(str(out_dir)))
+    return ExportResult(sorted(files), len(kept), loaded.source, loaded.table, out_dir, warnings)
+
+
+def _check_inside(files: Mapping[Path, str], layout: Layout) -> None:
+    if layout.beside_audio:
+        return
+    top = Path(os.path.abspath(layout.out_dir))
+    for path in files:
+        resolved = Path(os.path.abspath(path))
+        if resolved != top and top not in resolved.parents or path.name == MANIFEST_NAME:
+            raise ScannerError(f"refusing to write {path}: outside the export folder {top}")
+
+
+# Registers the exporters; last, because formats.py imports the base classes above.
+from scanner.events import formats  # noqa: E402, F401

@@ -1,0 +1,161 @@
+"""Detection in every scan: the file's answer comes from its events, on long recordings too.
+
+A linear head over the fake backbone's band energies makes the outcome known in advance: a
+2 kHz tone is crying, a 5 kHz tone is screaming, noise is neither. The real-model checks of
+the issue (held-out long recordings) are in the soundscape benchmark (docs/evaluate.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from scanner.engines.driver import scan
+from scanner.errors import ConfigError
+from scanner.events.detection import apply_verdict, resolve_detection, with_sensitivity
+from scanner.events.segments import FileSegments
+from scanner.testing import fake_scan_config, noise, sine, verdict_problems, write_audio
+
+SR = 16000
+CLASSES = ("cry", "screaming", "not_screaming")
+CRY_HZ, SCREAM_HZ = 2000, 5000
+
+
+def _band(hz: float) -> int:
+    """The fake backbone's band (16 linear bands over 0-8 kHz) holding ``hz``."""
+    return int(hz / (SR / 2) * 16)
+
+
+@pytest.fixture()
+def tone_head(tmp_path):
+    """cry <- energy in the 2 kHz band above the mean; screaming <- the 5 kHz band."""
+    from scanner.backbones import load_backbone
+    from scanner.heads.mlp import MLPHead
+
+    backbone = load_backbone("fake")
+    w = np.zeros((3, 16), np.float32)
+    w[0] = -2.0 / 16
+    w[0, _band(CRY_HZ)] += 2.0
+    w[1] = -2.0 / 16
+    w[1, _band(SCREAM_HZ)] += 2.0
+    head = MLPHead(classes=CLASSES, backbone_config={**backbone.config(), **backbone.identity},
+                   layers=[(w, np.array([-6.0, -6.0, 0.0], np.float32))],
+                   mean=np.zeros(16, np.float32), std=np.ones(16, np.float32),
+                   thresholds={"cry": 0.5, "screaming": 0.5}, name="tones")
+    return head.save(tmp_path / "tones")
+
+
+def _recording(path, minutes: float, events: list[tuple[float, float, float]]):
+    """Noise for ``minutes``, with tones ``(hz, start_s, seconds)`` mixed in."""
+    x = noise(minutes * 60, SR, amplitude=0.05, seed=3)
+    for hz, start, seconds in events:
+        i = int(start * SR)
+        x[i:i + int(seconds * SR)] += sine(hz, seconds, SR, amplitude=0.3)
+    return write_audio(path, x, SR)
+
+
+def test_a_short_event_in_a_long_recording_decides_the_file(tmp_path, tone_head):
+    folder = tmp_path / "in"
+    _recording(folder / "cry_20s_in_10min.wav", 10, [(CRY_HZ, 290.0, 20.0)])
+    _recording(folder / "scream_6s_in_10min.wav", 10, [(SCREAM_HZ, 400.0, 6.0)])
+    _recording(folder / "both.wav", 3, [(CRY_HZ, 20.0, 5.0), (SCREAM_HZ, 100.0, 8.0)])
+    _recording(folder / "nothing.wav", 10, [])
+    out = tmp_path / "r.parquet"
+    summary = scan([folder], out, fake_scan_config(tone_head, workers=0))
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in pq.read_table(out).to_pylist()}
+    events = pq.read_table(tmp_path / "r.events.parquet").to_pylist()
+    assert summary.events == len(events) == 4
+    for row in rows.values():
+        assert verdict_problems(row) == [], row["path"]
+    cry = rows["cry_20s_in_10min.wav"]
+    assert cry["label"] == "cry" and cry["has_cry"] and not cry["has_screaming"]
+    assert cry["mean_prob_cry"] < 0.5  # the whole-file mean would have missed it
+    assert abs(cry["first_onset_s_cry"] - 290) <= 1.5 and abs(cry["event_s_cry"] - 20) <= 2
+    scream = rows["scream_6s_in_10min.wav"]
+    assert scream["label"] == "screaming" and scream["n_events_screaming"] == 1
+    assert abs(scream["first_onset_s_screaming"] - 400) <= 1.5
+    both = rows["both.wav"]
+    assert both["has_cry"] and both["has_screaming"] and both["n_events"] == 2
+    strongest = max((e for e in events if e["path"] == both["path"]),
+                    key=lambda e: e["peak_confidence"])
+    assert both["label"] == strongest["label"] and both["confidence"] == strongest["peak_confidence"]
+    nothing = rows["nothing.wav"]
+    assert nothing["label"] == "not_screaming" and nothing["n_events"] == 0
+    assert nothing["first_onset_s_cry"] is None and not nothing["has_cry"]
+
+
+def test_thresholds_and_sensitivity_move_the_operating_point(tmp_path, tone_head):
+    folder = tmp_path / "in"
+    # a faint 2 kHz tone: its windows sit near the threshold
+    x = noise(60, SR, amplitude=0.05, seed=1)
+    x[20 * SR:30 * SR] += sine(CRY_HZ, 10.0, SR, amplitude=0.004)
+    write_audio(folder / "faint.wav", x, SR)
+
+    def cry_events(**kw) -> int:
+        out = tmp_path / "r.parquet"
+        scan([folder], out, fake_scan_config(tone_head, workers=0, overwrite=True, **kw))
+        return pq.read_table(out).to_pylist()[0]["n_events_cry"]
+
+    strict, default, sensitive = (cry_events(thresholds={"cry": 0.99}), cry_events(),
+                                  cry_events(sensitivity=1000.0))
+    assert strict == 0 and sensitive >= 1 and strict <= default <= sensitive
+
+
+def test_with_sensitivity_scales_the_odds():
+    assert with_sensitivity(0.5, 1.0) == 0.5
+    assert with_sensitivity(0.5, 3.0) == pytest.approx(0.25)  # odds 1 -> 1/3
+    assert with_sensitivity(0.8, 0.5) == pytest.approx(8 / 9)  # odds 4 -> 8
+    assert with_sensitivity(0.0, 5.0) == 0.0 and with_sensitivity(1.0, 5.0) == 1.0
+    with pytest.raises(ConfigError):
+        with_sensitivity(0.5, 0.0)
+
+
+def test_thresholds_come_from_the_head_then_the_user(tone_head, tmp_path):
+    from scanner.classify import load_classifier
+
+    classifier = load_classifier(fake_scan_config(tone_head))
+    assert resolve_detection(classifier).thresholds == {"cry": 0.5, "screaming": 0.5}
+    mine = resolve_detection(classifier, thresholds={"screaming": 0.8},
+                             options={"min_event_s": 3.0})
+    assert mine.thresholds == {"cry": 0.5, "screaming": 0.8} and mine.min_event_s == 3.0
+    with pytest.raises(ConfigError, match="scream"):
+        resolve_detection(classifier, thresholds={"scream": 0.8})
+    with pytest.raises(ConfigError, match="unknown detection setting"):
+        resolve_detection(classifier, options={"windows": 3})
+
+
+def test_the_verdict_of_one_file():
+    segments = [{"prob_cry": 0.2, "prob_screaming": 0.7, "prob_not_screaming": 0.1},
+                {"prob_cry": 0.9, "prob_screaming": 0.05, "prob_not_screaming": 0.05}]
+    events = [{"label": "screaming", "start_s": 0.0, "end_s": 1.2, "peak_confidence": 0.7},
+              {"label": "cry", "start_s": 1.2, "end_s": 3.0, "peak_confidence": 0.9}]
+    row: dict = {"label": "not_screaming", "confidence": 0.5}
+    apply_verdict(row, FileSegments(segments, events, {}), CLASSES)
+    assert (row["label"], row["confidence"], row["n_events"]) == ("cry", 0.9, 2)
+    assert row["has_screaming"] and row["first_onset_s_screaming"] == 0.0
+    assert row["max_prob_screaming"] == 0.7 and row["event_s_cry"] == 1.8
+    quiet: dict = {}
+    apply_verdict(quiet, FileSegments(segments, [], {}), CLASSES)
+    assert quiet["label"] == "not_screaming" and quiet["confidence"] == pytest.approx(0.1)
+
+
+def test_recorded_at_from_the_name_and_wall_clock_event_times(tmp_path, tone_head):
+    from datetime import datetime, timedelta
+
+    folder = tmp_path / "in"
+    _recording(folder / "20240501_030405.wav", 1, [(CRY_HZ, 20.0, 5.0)])
+    _recording(folder / "site3-2405011230-x.wav", 1, [])
+    out = tmp_path / "r.parquet"
+    scan([folder], out, fake_scan_config(tone_head, workers=0))
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in pq.read_table(out).to_pylist()}
+    start = datetime(2024, 5, 1, 3, 4, 5)
+    assert rows["20240501_030405.wav"]["recorded_at"] == start
+    assert rows["site3-2405011230-x.wav"]["recorded_at"] is None
+    (event,) = pq.read_table(tmp_path / "r.events.parquet").to_pylist()
+    assert event["start_time"] == start + timedelta(seconds=event["start_s"])
+    # a pattern of one's own
+    scan([folder], out, fake_scan_config(tone_head, workers=0, overwrite=True,
+                                         timestamp_pattern="site3-%y%m%d%H%M"))
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in pq.read_table(out).to_pylist()}
+    assert rows["site3-2405011230-x.wav"]["recorded_at"] == datetime(2024, 5, 1, 12, 30)
