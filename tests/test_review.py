@@ -146,3 +146,7 @@ def test_wall_clock_from_file_names() -> None:
     assert wall_clock("/x/20240305-100000.flac", 0) == "2024-03-05T10:00:00"
     assert wall_clock("/x/take 3.wav", 5) is None
     assert wall_clock("/x/20241399_999999.wav", 5) is None
+    from datetime import datetime
+
+    assert wall_clock("/x/a.wav", 3.0, {"recorded_at": datetime(2024, 1, 1)}) == "2024-01-01T00:00:03"
+    assert wall_clock("/x/a.wav", 3.0, {"start_time": datetime(2024, 1, 1, 5)}) == "2024-01-01T05:00:00"

@@ -40,7 +40,7 @@ from scanner.output.writer import ParquetFormat, TableSink
 
 if TYPE_CHECKING:
     from scanner.classify import Classifier
-    from scanner.engines.local import FileResult
+    from scanner.records import FileResult
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,8 +34,6 @@ log = logging.getLogger(__name__)
 
 Select = Literal["auto", "top", "sample", "all"]
 BACKGROUND = "not_screaming"
-# 20240131_235959, 20240131-235959, 2024-01-31T23-59-59, 2024-01-31 23:59:59 in a file name
-_STAMP = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})[T_ -]?(\d{2})[-:h.]?(\d{2})[-:m.]?(\d{2})(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -83,14 +80,19 @@ class Source:
     head: str | None
 
 
-def wall_clock(path: str, offset_s: float) -> str | None:
-    """``offset_s`` after the time stamp in the file's name (ISO 8601), or None without one."""
-    m = _STAMP.search(Path(path).name)
-    if not m:
-        return None
-    try:
-        t0 = datetime(*(int(g) for g in m.groups()))  # type: ignore[misc]
-    except ValueError:
+def wall_clock(path: str, offset_s: float, row: dict[str, Any] | None = None) -> str | None:
+    """Wall-clock time ``offset_s`` into the file (ISO 8601): from the row's ``start_time``
+    (events) or ``recorded_at`` (file rows) that the scan wrote, else from a time stamp in
+    the file's name (:func:`scanner.timestamps.from_name`); None when nothing says."""
+    row = row or {}
+    if isinstance(row.get("start_time"), datetime):
+        return row["start_time"].isoformat(timespec="seconds")
+    t0 = row.get("recorded_at")
+    if not isinstance(t0, datetime):
+        from scanner.timestamps import from_name
+
+        t0 = from_name(Path(path).name)
+    if t0 is None:
         return None
     return (t0 + timedelta(seconds=offset_s)).isoformat(timespec="seconds")
 
@@ -192,7 +194,7 @@ def _item(row: dict[str, Any], source: Source, *, label: str | None = None,
             score = _num(row.get("confidence"))
     path = str(row["path"])
     return ReviewItem(path, round(start, 3), round(end, 3), label, score, stratum, weight, probs,
-                      row.get("query"), row.get("rank"), wall_clock(path, start))
+                      row.get("query"), row.get("rank"), wall_clock(path, start, row))
 
 
 def _usable(source: Source) -> list[dict[str, Any]]:
