@@ -150,7 +150,7 @@ def test_verdicts_clicked_in_the_page_retrain_the_head(tmp_path: Path) -> None:
         waves[str(path.resolve())] = sf.read(path, dtype="float32")[0]
     res = CliRunner().invoke(cli, ["scan", str(folder), "-o", str(tmp_path / "r.parquet"),
                                    "--backbone", "fake", "--head", str(tmp_path / "h0"),
-                                   "--segments", "--workers", "1"])
+                                   "--segments", "--workers", "1", "--threshold", "screaming=0.6"])
     assert res.exit_code == 0, res.output
 
     review = build_review(tmp_path / "r.parquet", tmp_path / "review", select="top",
