@@ -63,10 +63,13 @@ def cli(ctx: click.Context, verbosity: int | None) -> None:
 
 
 def _register() -> None:
+    from scanner.cli.calibrate import calibrate
     from scanner.cli.evaluate import evaluate
     from scanner.cli.export import export
     from scanner.cli.report import report
+    from scanner.cli.review import review
     from scanner.cli.scan import scan
+    from scanner.cli.search import search
     from scanner.cli.train import train
 
     cli.add_command(scan)
@@ -74,6 +77,9 @@ def _register() -> None:
     cli.add_command(export)
     cli.add_command(report)
     cli.add_command(evaluate)
+    cli.add_command(search)
+    cli.add_command(review)
+    cli.add_command(calibrate)
 
 
 _register()
