@@ -50,8 +50,8 @@ def engines(folder: Path, address: str | None) -> dict:
     import ray
 
     from scanner.config import ScanConfig
-    from scanner.engines.ray_engine import scan_ray
     from scanner.engines.driver import load_classifier, scan
+    from scanner.engines.ray_engine import scan_ray
 
     config = ScanConfig()
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,9 +84,9 @@ def engines(folder: Path, address: str | None) -> dict:
 
 def stages(folder: Path) -> dict:
     """Each stage alone on one core: decode (this folder's formats) and YAMNet (1 thread)."""
-    from scanner.backbones import load_backbone
     from scanner.audio.decode import decode_task, plan_tasks
     from scanner.audio.discover import discover
+    from scanner.backbones import load_backbone
     from scanner.records import DecodedClip
 
     files = discover([folder])
@@ -117,12 +117,12 @@ def overheads(folder: Path) -> dict:
 
     import pyarrow as pa
 
-    from scanner.config import ScanConfig
     from scanner.audio.decode import decode_task, plan_tasks
     from scanner.audio.discover import discover
+    from scanner.config import ScanConfig
+    from scanner.engines.driver import load_classifier, make_row, results_schema
     from scanner.engines.local import Stitcher, embed_items
     from scanner.engines.ray_engine import pack_files, unpack_files
-    from scanner.engines.driver import load_classifier, make_row, results_schema
     from scanner.output.writer import TableSink
 
     def timed(fn, n: int) -> tuple[object, float]:

@@ -133,8 +133,8 @@ def _streamed(backbone, clips: list, batch_s: float) -> float:
 
 def stages(folder: Path, threads: int, *, sample: int | None = None,
            quick: bool = False) -> dict:
-    """Each stage alone (see the module docstring); ``sample``: on that many files spread over the folder;
-    ``quick``: only the cut model, streamed and in 60 s batches."""
+    """Each stage alone (see the module docstring). ``sample``: on that many files, spread
+    over the folder; ``quick``: only the cut model, streamed and in 60 s batches."""
     from scanner.audio.decode import decode_task, plan_tasks
     from scanner.audio.discover import discover
     from scanner.backbones import load_backbone

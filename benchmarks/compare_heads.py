@@ -20,8 +20,8 @@ import numpy as np
 def main() -> None:
     from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-    from scanner.backbones import load_backbone
     from scanner.audio.discover import discover
+    from scanner.backbones import load_backbone
     from scanner.engines.local import embed_files
     from scanner.heads import load_head
     from training.augment import BandLimit

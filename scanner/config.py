@@ -40,7 +40,10 @@ class ScanConfig:
         segments: Also write the per-window table (``OUT.segments.*``); the events table is
             always written.
         embeddings: Also write every patch's embedding (``OUT.embeddings.parquet``).
-        roots: The scanned paths as given (recorded in the table's metadata).
+        timestamp_pattern: How to read a recording's start time from its name (a strptime
+            format or a regex with named groups; see :mod:`scanner.timestamps`); metadata
+            and the common recorder names are read without it.
+        roots: The scanned paths, absolute (recorded in the table's metadata).
         command: The command line (recorded in the metadata; None: ``sys.argv``).
     """
 
@@ -71,6 +74,7 @@ class ScanConfig:
     sensitivity: float = 1.0
     segments: bool = False
     embeddings: bool = False
+    timestamp_pattern: str | None = None
     roots: tuple[str, ...] = ()
     command: tuple[str, ...] | None = None
 

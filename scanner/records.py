@@ -56,6 +56,8 @@ class DecodedClip:
     seconds_taken: float
     offset_s: float = 0.0
     truncated_to_s: float | None = None  # set when --max-duration cut the file
+    note_kind: ErrorKind | None = None  # "recovered" or "partial": the row's error_kind
+    note: str | None = None  # what was recovered or left out: the row's error
 
     @property
     def file(self) -> AudioFile:
@@ -111,6 +113,8 @@ class ClipInfo:
     decoder: str
     seconds_taken: float
     truncated_to_s: float | None = None
+    note_kind: str | None = None  # "recovered"/"partial" from decoding (DecodedClip.note_kind)
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ own clock, zone unknown.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 import struct
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -179,7 +181,17 @@ def from_metadata(path: Path) -> datetime | None:
 def _riff_chunks(path: Path) -> dict[bytes, list[bytes]]:
     """The small chunks of a RIFF/RF64 WAV (id -> bodies); {} for any other file."""
     out: dict[bytes, list[bytes]] = {}
-    with path.open("rb") as f:
+    # Non-blocking, and only a regular file: a FIFO swapped in since discovery must not block.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        return out
+    with os.fdopen(fd, "rb") as f:
         head = f.read(12)
         if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
             return out

@@ -115,7 +115,8 @@ def test_done_when_folder_gives_14_rows_with_the_right_status(tmp_path, yamnet_e
     folder = tmp_path / "mixed bag"
     expected = done_when_folder(folder)
     out = tmp_path / "r.parquet"
-    result = CliRunner().invoke(cli, ["scan", str(folder), "-o", str(out), "--workers", "2"])
+    result = CliRunner().invoke(cli, ["scan", str(folder), "-o", str(out), "--workers", "2",
+                                      "--strict"])
     assert result.exit_code == EXIT_FILE_ERRORS, result.output
     assert "14 files (9 ok, 5 errors)" in result.output
     rows = pq.read_table(out).to_pylist()
@@ -329,7 +330,7 @@ def test_verbose_logs_the_traceback_of_an_internal_error(tmp_path, fake_head, mo
 
     monkeypatch.setattr(decode_mod, "DECODERS", tuple((n, buggy(n)) for n in real))
     args = ["scan", str(folder), "-o", str(tmp_path / "r.parquet"), "--backbone", "fake",
-            "--head", str(fake_head), "--workers", "0"]
+            "--head", str(fake_head), "--workers", "0", "--strict"]
     quiet = CliRunner().invoke(cli, args)
     loud = CliRunner().invoke(cli, ["-v", *args, "--overwrite"])
     for result in (quiet, loud):

@@ -215,17 +215,20 @@ def test_max_duration_caps_and_records_the_cut(tmp_path: Path) -> None:
     assert ok(path, max_s=40.0).truncated_to_s is None
 
 
-def test_plan_tasks_small_files_unprobed_and_probe_failures(
+def test_plan_tasks_by_header_duration_and_probe_failures(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     good = write_audio(tmp_path / "a.wav", sine(440, 1.0, SR), SR)
     junk = tmp_path / "b.wav"
     junk.write_bytes(b"not audio" * 100)
     calls: list[Path] = []
     monkeypatch.setattr(decode_mod, "probe_duration", lambda p: calls.append(p))
-    tasks = list(plan_tasks([audio_file(good), audio_file(junk)], part_s=0.1,
-                            probe_over_bytes=10**6))
-    assert calls == [] and [t.n_parts for t in tasks] == [1, 1]
-    tasks = list(plan_tasks([audio_file(junk)], part_s=0.1, probe_over_bytes=0))
+    # small files are planned by the duration their header states, without a probe
+    tasks = list(plan_tasks([audio_file(good)], part_s=0.1, probe_over_bytes=10**6))
+    assert calls == [] and [t.n_parts for t in tasks] == [10] * 10
+    # 900 bytes of junk cannot hold 600 s at any bit rate: not probed, one task
+    tasks = list(plan_tasks([audio_file(junk)], part_s=600, probe_over_bytes=10**6))
+    assert calls == [] and [t.n_parts for t in tasks] == [1]
+    tasks = list(plan_tasks([audio_file(junk)], part_s=0.1, probe_over_bytes=10**6))
     assert calls == [junk] and [(t.start_s, t.max_s, t.n_parts) for t in tasks] == [(0, None, 1)]
     for bad in ({"part_s": 0}, {"max_duration_s": -1.0}):
         with pytest.raises(ConfigError):
@@ -477,3 +480,15 @@ class _Wrapped:
 
     def __exit__(self, *exc) -> None:
         self._container.close()
+
+
+def test_a_header_claiming_an_absurd_duration_plans_one_task(tmp_path: Path) -> None:
+    import struct
+
+    path = write_audio(tmp_path / "a.wav", sine(440, 1.0, SR), SR, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    fmt = data.find(b"fmt ")
+    data[fmt + 16:fmt + 20] = struct.pack("<I", 1)  # one byte a second: 32,000 s claimed
+    path.write_bytes(bytes(data))
+    tasks = list(plan_tasks([audio_file(path)], part_s=1.0))
+    assert [(t.start_s, t.n_parts) for t in tasks] == [(0.0, 1)]

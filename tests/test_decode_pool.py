@@ -109,3 +109,124 @@ def test_scan_closes_its_started_pool_when_the_models_fail_to_load(tmp_path, mon
     with pytest.raises(ScannerError):
         scan([tmp_path / "in"], tmp_path / "r.parquet", config)
     assert closed == [True]  # the workers started for the scan were stopped
+
+
+# --- issue 14, item 4: the clock starts with the decode, hung workers die, no exit hang ------
+
+
+def _slow(task: DecodeTask, sample_rate_hz: int):
+    """Every task takes 1 s of real work, then decodes a fixed tone."""
+    time.sleep(1.0)
+    return _faulty(task, sample_rate_hz)
+
+
+def test_a_task_waiting_in_the_queue_is_not_timed(tmp_path):
+    # One worker, 1 s per file, a 2.5 s timeout: the fourth file waits 3 s in the queue
+    # before it starts, and must still come out ok (timed from its start, it takes 1 s).
+    names = [f"f{i}.wav" for i in range(4)]
+    with DecodePool(workers=1, timeout_s=2.5, in_flight=4, decode=_slow) as pool:
+        results = list(pool.imap(_tasks(tmp_path, names)))
+    assert [type(r).__name__ for r in results] == ["DecodedClip"] * 4
+
+
+def _pool_pids(pool: DecodePool) -> list[int]:
+    return list((pool._executor._processes if pool._executor else {}).keys())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_fifo_times_out_and_its_blocked_worker_is_killed(tmp_path):
+    from scanner.testing import sine, write_audio
+
+    for name in ("a.wav", "b.wav", "c.wav"):
+        write_audio(tmp_path / name, sine(440, 0.5, 16000), 16000)
+    os.mkfifo(tmp_path / "fifo.wav")  # opening it for reading blocks until a writer comes
+    tasks = _tasks(tmp_path, ["a.wav", "fifo.wav", "b.wav", "c.wav"])
+    pool = DecodePool(workers=2, timeout_s=1.5).start()
+    seen: list[int] = []
+    try:
+        results = []
+        for r in pool.imap(tasks):
+            seen += _pool_pids(pool)
+            results.append(r)
+    finally:
+        pool.close()
+    kinds = [r.kind if isinstance(r, DecodeFailure) else "ok" for r in results]
+    assert kinds == ["ok", "timeout", "ok", "ok"]
+    assert seen and not any(_alive(pid) for pid in set(seen))
+
+
+_FIFO_SCAN = """
+import os, sys
+from pathlib import Path
+import scanner.audio.discover as d
+real = d.discover
+victim = Path(sys.argv[1])
+def replaced_by_a_fifo(*args, **kwargs):
+    files = real(*args, **kwargs)
+    victim.unlink()
+    os.mkfifo(victim)
+    return files
+d.discover = replaced_by_a_fifo
+from scanner.cli import main
+sys.argv = ["scanner", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("victim", ["f0.wav", "f5.wav"])
+def test_a_file_replaced_by_a_fifo_gives_a_timeout_row_and_the_scan_exits(tmp_path, fake_head,
+                                                                          victim):
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from scanner.testing import sine, write_audio
+
+    folder = tmp_path / "in"
+    for i in range(12):
+        write_audio(folder / f"f{i}.wav", sine(300 + 20 * i, 1.0, 16000), 16000)
+    script = tmp_path / "fifo_scan.py"
+    script.write_text(_FIFO_SCAN)
+    out = tmp_path / "r.parquet"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(folder / victim), "-q", "scan", str(folder), "-o",
+         str(out), "--backbone", "fake", "--head", str(fake_head), "--decode-timeout", "2",
+         "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True, cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the scan hung") from None
+    deadline = time.monotonic() + 5  # "within a few seconds": helpers end as the scan does
+    while (leftover := [pid for pid in _session(proc.pid) if _alive(pid)]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftover, f"processes left behind: {leftover}"
+    assert proc.returncode == 4, err.decode()
+    rows = {Path(r["path"]).name: r for r in pq.read_table(out).to_pylist()}
+    assert len(rows) == 12 and rows[victim]["error_kind"] == "timeout"
+    assert sum(r["status"] == "ok" for r in rows.values()) == 11
+
+
+def _session(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid:
+                    pids.append(int(entry))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids

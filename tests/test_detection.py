@@ -138,3 +138,24 @@ def test_the_verdict_of_one_file():
     quiet: dict = {}
     apply_verdict(quiet, FileSegments(segments, [], {}), CLASSES)
     assert quiet["label"] == "not_screaming" and quiet["confidence"] == pytest.approx(0.1)
+
+
+def test_recorded_at_from_the_name_and_wall_clock_event_times(tmp_path, tone_head):
+    from datetime import datetime, timedelta
+
+    folder = tmp_path / "in"
+    _recording(folder / "20240501_030405.wav", 1, [(CRY_HZ, 20.0, 5.0)])
+    _recording(folder / "site3-2405011230-x.wav", 1, [])
+    out = tmp_path / "r.parquet"
+    scan([folder], out, fake_scan_config(tone_head, workers=0))
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in pq.read_table(out).to_pylist()}
+    start = datetime(2024, 5, 1, 3, 4, 5)
+    assert rows["20240501_030405.wav"]["recorded_at"] == start
+    assert rows["site3-2405011230-x.wav"]["recorded_at"] is None
+    (event,) = pq.read_table(tmp_path / "r.events.parquet").to_pylist()
+    assert event["start_time"] == start + timedelta(seconds=event["start_s"])
+    # a pattern of one's own
+    scan([folder], out, fake_scan_config(tone_head, workers=0, overwrite=True,
+                                         timestamp_pattern="site3-%y%m%d%H%M"))
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in pq.read_table(out).to_pylist()}
+    assert rows["site3-2405011230-x.wav"]["recorded_at"] == datetime(2024, 5, 1, 12, 30)

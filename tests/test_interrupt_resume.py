@@ -160,7 +160,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path, fake_head):
     kept = _committed_rows(out)
     assert committed <= kept < len(files)
 
-    result = CliRunner().invoke(cli, ["-q", *args, "--resume"])
+    result = CliRunner().invoke(cli, [*args, "--resume"])
     assert result.exit_code == 0, result.output
     assert f"{len(files) - kept} files" in result.output and f"{kept} already done" in result.output
     rows = _each_once(out, files)

@@ -21,9 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
-from scanner.output.cache import EmbeddingCache
 from scanner.errors import ConfigError
 from scanner.heads.mlp import MLPHead, softmax
+from scanner.output.cache import EmbeddingCache
 from training.augment import ORIGINAL, BandLimit
 from training.config import TrainConfig
 from training.dataset import Dataset, load_dataset
@@ -182,7 +182,7 @@ def _fit_all(config: TrainConfig, x: dict[str, NDArray[np.float32]], y: NDArray[
 
 
 def train_head(config: TrainConfig, *, progress: bool = True,
-               backbone: Backbone | None = None) -> TrainResult:
+               backbone: Backbone | None = None, add: tuple[str, ...] = ()) -> TrainResult:
     """Trains, evaluates and writes a head as ``config`` says.
 
     Args:
@@ -190,13 +190,22 @@ def train_head(config: TrainConfig, *, progress: bool = True,
         progress: Show progress bars while embedding (the library never prints otherwise).
         backbone: An already loaded backbone (default: load ``config.backbone`` from
             ``config.model``).
+        add: Verdicts files of ``scanner review`` whose reviewed stretches join the data
+            (see :mod:`training.verdicts`; cut into ``OUT/verdict_clips/``).
 
     Raises:
         ConfigError: Bad data layout, too few usable files, or a split missing a class.
         ModelNotFoundError: The backbone could not be loaded.
     """
+    from scanner.extras import require
+
+    require("torch", "train")  # before hours of embedding, not after
     t0 = time.monotonic()
     dataset = load_dataset(config.data_dir, config.manifest)
+    if add:
+        from training.verdicts import add_verdicts
+
+        dataset = add_verdicts(dataset, add, Path(config.out_dir).expanduser() / "verdict_clips")
     classes = dataset.classes
     labels = [it.label for it in dataset.items]
     groups = [it.group for it in dataset.items]
@@ -265,6 +274,7 @@ def train_head(config: TrainConfig, *, progress: bool = True,
         "files": len(labels),
         "groups": len(set(groups)), "per_label": dataset.counts(),
         "unusable_files": len(views.failures), "band_limit_view": band.name,
+        **({"verdicts": list(add)} if add else {}),
     }
     metrics: dict[str, Any] = {
         "classes": list(classes),

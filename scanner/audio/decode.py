@@ -14,12 +14,20 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
+import struct
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
-from scanner.audio.containers import ContainerFacts, container_facts, describe_bytes
+from scanner.audio.containers import (
+    ContainerFacts,
+    container_facts,
+    describe_bytes,
+    header_duration_s,
+)
 from scanner.audio.decoders import RawDecode, decode_pyav, decode_soundfile
 from scanner.constants import DEFAULT_PART_S, SAMPLE_RATE_HZ
 from scanner.errors import ConfigError, DecodeError, ErrorKind
@@ -38,10 +46,14 @@ HEAD_BYTES = 65536
 TRUNCATION_SLACK_S = 0.25  # MP3/AAC encoder delay and padding make stated and decoded differ
 TRUNCATION_SLACK_FRACTION = 0.01
 MERGE_TAIL_FRACTION = 0.05
-_DECISIVE: frozenset[str] = frozenset({"io", "empty", "truncated", "non_finite"})
-"""Failures another decoder would only repeat: stop trying."""
+_DECISIVE: frozenset[str] = frozenset({"io", "non_finite", "out_of_range"})
+"""Failures another decoder would only repeat: stop trying. ``empty`` and ``truncated`` are
+not among them: FFmpeg reads on past damage that stops libsndfile (an unfinalised WAV, an
+MP3 with garbage in the middle), and the longest good decode is kept."""
+_RECOVERABLE: frozenset[str] = frozenset({"empty", "truncated"})
 _PRIORITY: tuple[ErrorKind, ...] = (
-    "io", "empty", "non_finite", "truncated", "unsupported", "internal", "not_audio",
+    "io", "non_finite", "out_of_range", "corrupt", "truncated", "empty", "unsupported",
+    "internal", "not_audio",
 )
 """When every decoder failed, the kind reported is the first of theirs in this order."""
 
@@ -58,8 +70,11 @@ def decode_task(task: DecodeTask, *, sample_rate_hz: int = SAMPLE_RATE_HZ) -> De
 
     Returns:
         A :class:`DecodedClip`, or a :class:`DecodeFailure` whose ``kind`` is one of
-        ``empty``, ``not_audio``, ``truncated``, ``non_finite``, ``unsupported``, ``io`` or
-        ``internal`` (a bug or running out of memory; ``traceback`` is set).
+        ``empty``, ``not_audio``, ``truncated``, ``non_finite``, ``out_of_range`` (float
+        samples far beyond full scale), ``corrupt`` (a header no decoder can use),
+        ``unsupported``, ``io`` or ``internal`` (a bug or running out of memory;
+        ``traceback`` is set). A clip that one decoder found empty or cut short and another
+        read further comes with ``note_kind="recovered"`` and a ``note`` saying so.
     """
     start = time.perf_counter()
     try:
@@ -94,6 +109,8 @@ def _decode(task: DecodeTask, sample_rate_hz: int, start: float) -> DecodedClip 
     except Exception:  # the check is a bonus; a header it cannot parse is the decoders' job
         logger.debug("container check failed for %s", path, exc_info=True)
         facts = ContainerFacts()
+    if facts.corrupt:
+        return _failure(task, "corrupt", f"damaged header: {facts.corrupt}", start)
     if facts.truncated:
         held = facts.held_s if facts.held_s is not None else probe_duration(path)
         after = f" after {held:.1f} s" if held is not None else ""
@@ -102,13 +119,20 @@ def _decode(task: DecodeTask, sample_rate_hz: int, start: float) -> DecodedClip 
     decoders = DECODERS
     if facts.past_4gib_s is not None:  # libsndfile would stop at 4 GiB and call it the end
         decoders = tuple(d for d in DECODERS if d[0] != "soundfile") or DECODERS
+    if facts.chained:
+        from scanner.audio.ogg_chain import decode_chain
+
+        decoders = (("soundfile", decode_chain), *decoders)
     failures: list[tuple[str, ErrorKind, str]] = []
+    read: dict[str, float] = {}  # seconds a failed decoder still read, for recoverable kinds
     traces: list[str] = []
     for name, backend in decoders:
         try:
             raw = backend(path, start_s=task.start_s, max_s=task.max_s,
                           sample_rate_hz=sample_rate_hz)
             result = _judge(task, raw, name, facts, sample_rate_hz, start)
+            if not isinstance(result, DecodedClip):
+                read[name] = raw.frames_read / raw.orig_sample_rate_hz
         except MemoryError:
             raise
         except DecodeError as e:
@@ -117,13 +141,35 @@ def _decode(task: DecodeTask, sample_rate_hz: int, start: float) -> DecodedClip 
             traces.append(traceback.format_exc())
             result = ("internal", f"{type(e).__name__}: {e}")
         if isinstance(result, DecodedClip):
-            if failures:
-                logger.debug("%s: decoded by %s after %s", path, name, failures)
-            return result
+            if facts.chained and backend is not decoders[0][1]:
+                result = replace(result, note_kind="partial", note=(
+                    "a chained Ogg file whose links could not all be read: only "
+                    f"{len(result.waveform) / sample_rate_hz:.1f} s were decoded"))
+            return _recovered(result, failures, read)
         failures.append((name, *result))
         if result[0] in _DECISIVE:
             break
-    return _summarise(task, failures, head, start, traces)
+    return _summarise(task, failures, head, start, traces, read)
+
+
+def _recovered(clip: DecodedClip, failures: list[tuple[str, ErrorKind, str]],
+               read: dict[str, float]) -> DecodedClip:
+    """A clip after earlier decoders failed: a note when one of them found it empty or cut
+    short and this one read further (kept: the longest good decode); otherwise as it is."""
+    lost = [(name, kind, msg) for name, kind, msg in failures if kind in _RECOVERABLE]
+    if not lost:
+        if failures:
+            logger.debug("%s: decoded by %s after %s", clip.file.path, clip.decoder, failures)
+        return clip
+    got_s = len(clip.waveform) / clip.sample_rate_hz
+    name, kind, msg = lost[0]
+    if got_s <= read.get(name, 0.0) + TRUNCATION_SLACK_S:
+        return clip  # no further than the decoder that gave up: nothing was recovered
+    note = f"{name} found it {kind} ({msg}); {clip.decoder} read {got_s:.1f} s"
+    if clip.note:
+        note += f"; {clip.note}"
+    logger.info("%s: recovered: %s", clip.file.path, note)
+    return replace(clip, note_kind="recovered", note=note)
 
 
 def _judge(task: DecodeTask, raw: RawDecode, decoder: str, facts: ContainerFacts,
@@ -132,6 +178,10 @@ def _judge(task: DecodeTask, raw: RawDecode, decoder: str, facts: ContainerFacts
     rate = raw.orig_sample_rate_hz
     if raw.non_finite_at_s is not None:
         return "non_finite", f"non-finite samples (NaN/Inf) at {raw.non_finite_at_s:.2f} s"
+    if raw.out_of_range_at_s is not None:
+        return "out_of_range", (f"float samples far outside [-1, 1] ({raw.out_of_range_peak:.3g} "
+                                f"at {raw.out_of_range_at_s:.2f} s): corrupt, or integers "
+                                f"stored as floats without scaling")
     read_s = raw.frames_read / rate
     end_s = task.start_s + read_s
     stated_s = raw.total_frames / rate if raw.total_exact and raw.total_frames else None
@@ -156,9 +206,15 @@ def _judge(task: DecodeTask, raw: RawDecode, decoder: str, facts: ContainerFacts
         expected_s = max(0.0, stated_s - task.start_s)
         if task.max_s is not None:
             expected_s = min(expected_s, task.max_s)
+    note = None
     if expected_s is not None:
         slack = max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRACTION * expected_s)
-        if read_s < expected_s - slack:
+        if read_s < expected_s - slack and raw.skipped_packets and not raw.stopped_by:
+            # corrupt packets in the middle were skipped and decoding went on to the end:
+            # audio is missing inside the file, not at its end
+            note = (f"skipped {raw.skipped_packets} corrupt packet(s): {read_s:.1f} of "
+                    f"{expected_s:.1f} s decoded")
+        elif read_s < expected_s - slack:
             why = f"the header says {stated_s:.1f} s"
             why += f"; {raw.stopped_by}" if raw.stopped_by else ""
             return "truncated", f"truncated after {end_s:.1f} s ({why})"
@@ -176,7 +232,8 @@ def _judge(task: DecodeTask, raw: RawDecode, decoder: str, facts: ContainerFacts
         duration_s = raw.total_frames / rate
     else:
         duration_s = stated_s if stated_s is not None else end_s
-    return _clip(task, raw, decoder, sample_rate_hz, start, duration_s)
+    clip = _clip(task, raw, decoder, sample_rate_hz, start, duration_s)
+    return replace(clip, note_kind="recovered", note=note) if note else clip
 
 
 def _clip(task: DecodeTask, raw: RawDecode, decoder: str, sample_rate_hz: int, start: float,
@@ -192,14 +249,27 @@ def _clip(task: DecodeTask, raw: RawDecode, decoder: str, sample_rate_hz: int, s
 
 
 def _summarise(task: DecodeTask, failures: list[tuple[str, ErrorKind, str]], head: bytes,
-               start: float, traces: list[str]) -> DecodeFailure:
+               start: float, traces: list[str],
+               read: dict[str, float] | None = None) -> DecodeFailure:
     kinds = [k for _, k, _ in failures]
     kind = next((k for k in _PRIORITY if k in kinds), "internal")
-    # later decoders are the broader fallback: their reason is usually the more specific one
-    decoder, _, reason = next(f for f in reversed(failures) if f[1] == kind)
+    if kind in ("truncated", "empty", "unsupported") and not any((read or {}).values()) \
+            and describe_bytes(head) != "unrecognised data" and "not_audio" in kinds:
+        kind = "not_audio"  # text or an image that a decoder took for audio by its name
+    # later decoders are the broader fallback: their reason is usually the more specific one;
+    # of several that cut short, the one that read furthest
+    candidates = [f for f in reversed(failures) if f[1] == kind]
+    if kind in _RECOVERABLE and read:
+        candidates.sort(key=lambda f: -read.get(f[0], 0.0))
+    decoder, _, reason = candidates[0]
     if kind == "not_audio":
+        # what the bytes are (a PNG, text) beats FFmpeg's view of a format it guessed
+        guess = describe_bytes(head)
         stream_reason = next((m for _, k, m in failures if k == kind and "stream" in m), None)
-        message = f"not an audio file ({stream_reason or describe_bytes(head)})"
+        if guess != "unrecognised data" or stream_reason is None:
+            message = f"not an audio file ({guess})"
+        else:
+            message = f"not an audio file ({stream_reason})"
     elif kind == "unsupported":
         message = f"unsupported audio format or codec ({reason})"
     elif kind == "truncated" and not reason.startswith("truncated"):
@@ -258,19 +328,57 @@ def probe_duration(path: str | os.PathLike[str]) -> float | None:
     return None
 
 
+MIN_BITRATE_BPS = 6000
+"""The lowest bit rate worth planning for (Opus speech at 6 kbps): a file smaller than
+``part_s`` seconds of it cannot need parts, whatever its codec."""
+MIN_BYTES_PER_S = 8
+"""No real encoding is smaller (FLAC holds digital silence in about 50 bytes a second): a
+header that claims more seconds than ``size / MIN_BYTES_PER_S`` is damaged, and its claim
+would plan millions of parts."""
+
+
+def planned_duration(file: AudioFile, probe_from_bytes: float) -> float | None:
+    """The duration to plan ``file``'s parts by: its header's, else a probe for files large
+    enough to need parts; None when neither can tell (decoding then says why)."""
+    try:
+        duration_s = header_duration_s(Path(file.path), file.size_bytes)
+    except (OSError, struct.error, IndexError, ValueError, ZeroDivisionError):
+        duration_s = None
+    if duration_s is not None and not 0 < duration_s <= file.size_bytes / MIN_BYTES_PER_S:
+        duration_s = None
+    if duration_s is None and file.size_bytes > probe_from_bytes and _is_regular(file.path):
+        duration_s = probe_duration(file.path)
+        if duration_s is not None and not 0 < duration_s <= file.size_bytes / MIN_BYTES_PER_S:
+            duration_s = None
+    return duration_s
+
+
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` is still a regular file: a probe must not open a FIFO swapped in since
+    discovery (it would block this process; a decode worker times out on it instead)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def plan_tasks(files: Iterable[AudioFile], *, part_s: float = DEFAULT_PART_S,
                probe_over_bytes: int = 4_000_000,
                max_duration_s: float | None = None) -> Iterator[DecodeTask]:
     """Turn files into decode tasks, cutting long files into parts of ``part_s`` seconds.
 
-    Files up to ``probe_over_bytes`` are one task each (they cannot hold much audio); larger
-    ones are probed and split into consecutive parts, so a 10-hour recording is decoded in
-    bounded pieces. A file whose probe fails is one task: decoding reports its error.
+    Parts are planned by *decoded* duration, not size: a 272 KB FLAC can hold three hours of
+    silence, a 1.3 MB Opus file one hour. Every file's duration is read cheaply from its
+    header (:func:`~scanner.audio.containers.header_duration_s`: WAV, FLAC, Ogg, MP3; a few
+    KB read); files it cannot tell are probed with libsndfile or FFmpeg when they are larger
+    than ``probe_over_bytes`` or could hold more than ``part_s`` at the lowest bit rate a
+    codec uses (:data:`MIN_BITRATE_BPS`). A file whose probe fails is one task: decoding
+    reports its error.
 
     Args:
         files: Discovered files, in the order tasks should come.
         part_s: Longest part, in seconds.
-        probe_over_bytes: Files larger than this are probed for their duration.
+        probe_over_bytes: Files larger than this are always probed for their duration.
         max_duration_s: Decode at most this many seconds of each file (the clip that reaches
             the cap records it in ``truncated_to_s``).
 
@@ -284,8 +392,9 @@ def plan_tasks(files: Iterable[AudioFile], *, part_s: float = DEFAULT_PART_S,
         raise ConfigError(f"part length must be positive, got {part_s!r} s")
     if max_duration_s is not None and not max_duration_s > 0:
         raise ConfigError(f"max duration must be positive, got {max_duration_s!r} s")
+    probe_from_bytes = min(probe_over_bytes, part_s * MIN_BITRATE_BPS / 8)
     for file in files:
-        duration_s = probe_duration(file.path) if file.size_bytes > probe_over_bytes else None
+        duration_s = planned_duration(file, probe_from_bytes)
         if duration_s is None:
             yield DecodeTask(file, max_s=max_duration_s)
             continue

@@ -27,6 +27,10 @@ MIN_RATE_HZ = 1000  # lower rates are corrupt headers; upsampling them would exp
 MAX_RATE_HZ = 10_000_000
 SMALL_BLOCK = 4096  # frames; how closely the end of a corrupt file is found
 MAX_BAD_PACKETS = 20  # FFmpeg skips a few corrupt packets, as its command line does
+OUT_OF_RANGE_PEAK = 1000.0
+"""Float samples beyond this (60 dB over full scale) are not audio but garbage or unscaled
+integers; below it, overs are clipped to [-1, 1] as before."""
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class RawDecode:
         more_after: The part ended at ``max_s`` and the file goes on.
         stopped_by: A decoder error that ended reading early.
         non_finite_at_s: Time in the file of the first NaN/Inf sample (reading stops there).
+        out_of_range_at_s: Time of the first finite sample beyond ``OUT_OF_RANGE_PEAK``, and
+            ``out_of_range_peak`` its value (reading stops there).
+        skipped_packets: Corrupt packets FFmpeg skipped before good audio went on.
     """
 
     waveform: NDArray[np.float32]
@@ -53,6 +60,9 @@ class RawDecode:
     more_after: bool = False
     stopped_by: str | None = None
     non_finite_at_s: float | None = None
+    out_of_range_at_s: float | None = None
+    out_of_range_peak: float | None = None
+    skipped_packets: int = 0
 
 
 class MonoSink:
@@ -63,21 +73,35 @@ class MonoSink:
         self.start_s = start_s
         self.frames = 0
         self.non_finite_at_s: float | None = None
+        self.out_of_range_at_s: float | None = None
+        self.out_of_range_peak: float | None = None
         self._chunks: list[NDArray[np.float32]] = []
         self._stream = None
         if orig_sample_rate_hz != sample_rate_hz:
             self._stream = soxr.ResampleStream(orig_sample_rate_hz, sample_rate_hz, 1,
                                                dtype="float32", quality="HQ")
 
-    def push(self, block: NDArray[np.floating]) -> bool:
-        """Add ``[frames, channels]`` samples; False (and nothing added) if one is NaN/Inf."""
-        # A float64 sum is finite exactly when every sample is (float32 input cannot overflow
-        # it), and costs far less than an elementwise mask; the mask only locates the culprit.
+    def push(self, block: NDArray[np.floating], *, check_peak: bool = False) -> bool:
+        """Add ``[frames, channels]`` samples; False (and nothing added) if one is NaN/Inf,
+        or, with ``check_peak`` (float sources), beyond ``OUT_OF_RANGE_PEAK``."""
+        # A float64 sum is finite when every sample is (float32 input cannot overflow it),
+        # and costs far less than an elementwise mask; the mask only locates the culprit.
+        # Float64 input (a DOUBLE file) can overflow the sum with finite samples: the mask
+        # then finds no NaN/Inf and the peak check below names them.
         if not np.isfinite(block.sum(dtype=np.float64)):
             bad = ~np.isfinite(block).all(axis=1)
-            first = int(np.flatnonzero(bad)[0])
-            self.non_finite_at_s = self.start_s + (self.frames + first) / self.orig_sample_rate_hz
-            return False
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                self.non_finite_at_s = self._at(first)
+                return False
+            check_peak = True
+        if check_peak and len(block):
+            peak = float(max(block.max(), -block.min()))
+            if peak > OUT_OF_RANGE_PEAK:
+                first = int(np.flatnonzero((np.abs(block) > OUT_OF_RANGE_PEAK).any(axis=1))[0])
+                self.out_of_range_at_s = self._at(first)
+                self.out_of_range_peak = float(np.abs(block[first]).max())
+                return False
         channels = block.shape[1]
         if channels == 1:
             mono = block[:, 0].astype(np.float32)
@@ -92,6 +116,14 @@ class MonoSink:
             self._chunks.append(mono)
         return True
 
+    def _at(self, frame: int) -> float:
+        return self.start_s + (self.frames + frame) / self.orig_sample_rate_hz
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a bad sample (NaN/Inf or out of range) ended the stream."""
+        return self.non_finite_at_s is not None or self.out_of_range_at_s is not None
+
     def finish(self) -> NDArray[np.float32]:
         """The whole waveform, with the resampler's tail flushed."""
         if self._stream is not None:
@@ -101,8 +133,10 @@ class MonoSink:
 
 
 def _check_rate(rate_hz: float, channels: int) -> None:
+    if rate_hz <= 0:  # no stream parameters at all: what was opened holds no audio
+        raise DecodeError("no sample rate: no audio stream could be read", kind="not_audio")
     if not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
-        raise DecodeError(f"implausible sample rate {rate_hz:g} Hz", kind="unsupported")
+        raise DecodeError(f"implausible sample rate {rate_hz:g} Hz", kind="corrupt")
     if channels < 1:
         raise DecodeError(f"implausible channel count {channels}", kind="unsupported")
 
@@ -119,7 +153,10 @@ _SF_NOT_AUDIO = ("format not recognised", "unknown format", "not a regular file"
 def _sf_message(e: Exception) -> str:
     text = getattr(e, "error_string", "") or str(e)
     text = text.split(": ", 1)[1] if text.startswith("Error opening") and ": " in text else text
-    return text.strip() or f"libsndfile error {getattr(e, 'code', '?')}"
+    text = text.strip()
+    if "SF_INFO struct incomplete" in text:  # libsndfile's words for a header it cannot use
+        return "its header is damaged or incomplete (no usable sample rate, channels or format)"
+    return text or f"libsndfile error {getattr(e, 'code', '?')}"
 
 
 def decode_soundfile(path: Path, *, start_s: float, max_s: float | None,
@@ -132,7 +169,8 @@ def decode_soundfile(path: Path, *, start_s: float, max_s: float | None,
     except sf.LibsndfileError as e:
         msg = _sf_message(e)
         # libsndfile says "not a regular file" when its MPEG probe rejects a file that exists
-        kind = "not_audio" if any(s in msg.lower() for s in _SF_NOT_AUDIO) else "unsupported"
+        kind = "not_audio" if any(s in msg.lower() for s in _SF_NOT_AUDIO) else \
+            "corrupt" if msg.startswith("its header is damaged") else "unsupported"
         raise DecodeError(msg, kind=kind) from e
     with f:
         rate, channels = f.samplerate, f.channels
@@ -154,12 +192,15 @@ def decode_soundfile(path: Path, *, start_s: float, max_s: float | None,
                 raise DecodeError(f"cannot seek to {start_s:.1f} s: {_sf_message(e)}",
                                   kind="unsupported") from e
         block = max(SMALL_BLOCK, BLOCK_BYTES // (4 * channels))
+        # DOUBLE samples read as float32 would turn 1e300 into inf: read them as they are
+        is_float = f.subtype in _FLOAT_SUBTYPES
+        dtype = "float64" if f.subtype == "DOUBLE" else "float32"
         stopped = None
         # f.read, not sf.blocks: blocks() yields stale buffer contents after a short read
         while want is None or sink.frames < want:
             n = block if want is None else min(block, want - sink.frames)
             try:
-                data = f.read(n, dtype="float32", always_2d=True)
+                data = f.read(n, dtype=dtype, always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as e:
                 stopped = _sf_message(e)
                 if block == SMALL_BLOCK or not _reseek(f, start + sink.frames):
@@ -167,11 +208,13 @@ def decode_soundfile(path: Path, *, start_s: float, max_s: float | None,
                 block = SMALL_BLOCK  # a failed block yields nothing: re-read it in small steps
                 continue
             stopped = None
-            if not len(data) or not sink.push(data):
+            if not len(data) or not sink.push(data, check_peak=is_float):
                 break
         more = want is not None and sink.frames >= want and (total is None or start + want < total)
         return RawDecode(sink.finish(), frames_read=sink.frames, more_after=more,
-                         stopped_by=stopped, non_finite_at_s=sink.non_finite_at_s, **raw)
+                         stopped_by=stopped, non_finite_at_s=sink.non_finite_at_s,
+                         out_of_range_at_s=sink.out_of_range_at_s,
+                         out_of_range_peak=sink.out_of_range_peak, **raw)
 
 
 def _reseek(f: Any, frame: int) -> bool:
@@ -257,7 +300,10 @@ def _decode_container(container: Any, start_s: float, max_s: float | None,
         return RawDecode(sink.finish(), orig_sample_rate_hz=rate, channels=channels,
                          frames_read=sink.frames, total_frames=total, total_exact=exact,
                          more_after=reader.more_after, stopped_by=reader.stopped_by,
-                         non_finite_at_s=sink.non_finite_at_s)
+                         non_finite_at_s=sink.non_finite_at_s,
+                         out_of_range_at_s=sink.out_of_range_at_s,
+                         out_of_range_peak=sink.out_of_range_peak,
+                         skipped_packets=reader.skipped if reader.stopped_by is None else 0)
 
 
 class _PyavReader:
@@ -271,6 +317,7 @@ class _PyavReader:
         self.sink = MonoSink(rate, sample_rate_hz, start_s=start_s)
         self.more_after = False
         self.stopped_by: str | None = None
+        self.skipped = 0  # corrupt packets passed over
 
     def run(self, *, seek: bool) -> bool:
         """Decode the part; False when a seek left frames without timestamps."""
@@ -300,6 +347,7 @@ class _PyavReader:
                 frames = packet.decode()
             except av.error.FFmpegError as e:
                 bad += 1
+                self.skipped = bad
                 self.stopped_by = f"{e.strerror or e} (packet {bad})"
                 if bad > MAX_BAD_PACKETS:
                     return True
@@ -313,6 +361,7 @@ class _PyavReader:
                         return False
                     pos = round(float((frame.pts - origin) * tb) * self.rate)
                 block = _frame_to_float(frame)
+                is_float = frame.format.name.rstrip("p") in ("flt", "dbl")
                 lo = max(0, self.start - pos)
                 pos += len(block)
                 if lo >= len(block):
@@ -321,11 +370,11 @@ class _PyavReader:
                 if self.want is not None and self.sink.frames + len(block) >= self.want:
                     cut = self.want - self.sink.frames
                     self.more_after = len(block) > cut
-                    self.sink.push(block[:cut])
+                    self.sink.push(block[:cut], check_peak=is_float)
                     self.more_after = self.more_after or not self._at_end()
                     self.stopped_by = None
                     return True
-                if not self.sink.push(block):
+                if not self.sink.push(block, check_peak=is_float):
                     return True
                 # a corrupt packet followed by good audio was a glitch, not the end
                 self.stopped_by = None

@@ -12,11 +12,13 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import stat
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, InputPathError
 from scanner.records import AudioFile
 
 logger = logging.getLogger(__name__)
@@ -25,6 +27,15 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "aif", "aiff", "wma",
 )
 """File name extensions (lower case, no dot) scanned when none are given."""
+
+MEDIA_EXTENSIONS: frozenset[str] = frozenset({
+    "3g2", "3gp", "aac", "ac3", "aif", "aifc", "aiff", "amr", "ape", "au", "avi", "caf", "dts",
+    "eac3", "flac", "flv", "m4a", "m4b", "m4r", "m4v", "mka", "mkv", "mov", "mp2", "mp3", "mp4",
+    "mpc", "mpeg", "mpg", "mts", "oga", "ogg", "ogv", "opus", "ra", "rf64", "snd", "spx", "ts",
+    "tta", "voc", "w64", "wav", "weba", "webm", "wma", "wmv", "wv",
+})
+"""Extensions of files that usually hold sound: when such files are skipped because their
+extension is not scanned, discovery says how many and how to include them."""
 
 
 @dataclass(frozen=True)
@@ -65,13 +76,19 @@ def discover(
         The files, each once (by resolved path), sorted by absolute path.
 
     Raises:
-        ConfigError: A path does not exist or is neither a file nor a folder, or
-            ``extensions`` is empty.
+        InputPathError: A path does not exist or is neither a file nor a folder (a pipe or
+            a device would block the decoder forever).
+        ConfigError: ``extensions`` is empty.
+
+    Files skipped only for their extension are counted; when some usually hold sound (see
+    :data:`MEDIA_EXTENSIONS`), a warning says how many and which ``--ext`` takes them.
     """
     filters = _make_filters(extensions, include, exclude, hidden, follow_symlinks)
+    skipped: Counter[str] = Counter()
+
     found: dict[str, tuple[bool, str]] = {}  # resolved path -> (is a link, path as found)
     for root, is_dir in [_check_root(raw) for raw in paths]:
-        for path in _walk(root, filters) if is_dir else [str(root)]:
+        for path in _walk(root, filters, skipped) if is_dir else [str(root)]:
             _remember(found, path)
 
     files = []
@@ -83,6 +100,7 @@ def discover(
             continue
         files.append(AudioFile(path=Path(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns))
     files.sort(key=lambda f: str(f.path))
+    _say_skipped(skipped, len(files))
     return files
 
 
@@ -98,11 +116,11 @@ def iter_files(
     """:func:`discover`, streamed: each file is yielded as the walk finds it, so a scan
     starts on the first file while a large tree is still being walked.
 
-    Same arguments and filters as :func:`discover`. The paths are checked (ConfigError)
-    before anything is yielded. Files come in walk order, not sorted. Each file is taken
-    once by resolved path: the first path that reaches it, except that linked files are held
-    back until the walk ends, so a real file wins over a link to it, and of several links
-    the smaller path (as in :func:`discover`).
+    Same arguments, filters and errors as :func:`discover`; the paths are checked before
+    anything is yielded. Files come in walk order, not sorted. Each file is taken once by
+    resolved path: the first path that reaches it, except that linked files are held back
+    until the walk ends, so a real file wins over a link to it, and of several links the
+    smaller path (as in :func:`discover`). The skipped-extension warning comes at the end.
     """
     filters = _make_filters(extensions, include, exclude, hidden, follow_symlinks)
     roots = [_check_root(raw) for raw in paths]
@@ -112,8 +130,10 @@ def iter_files(
 def _stream(roots: list[tuple[Path, bool]], filters: _Filters) -> Iterator[AudioFile]:
     seen: set[str] = set()
     links: dict[str, str] = {}  # resolved path -> smallest linked path that reaches it
+    skipped: Counter[str] = Counter()
+    n = 0
     for root, is_dir in roots:
-        for path in _walk(root, filters) if is_dir else [str(root)]:
+        for path in _walk(root, filters, skipped) if is_dir else [str(root)]:
             key = os.path.realpath(path)
             if os.path.islink(path):
                 if key not in links or path < links[key]:
@@ -121,10 +141,13 @@ def _stream(roots: list[tuple[Path, bool]], filters: _Filters) -> Iterator[Audio
             elif key not in seen:
                 seen.add(key)
                 if (file := _stat(path)) is not None:
+                    n += 1
                     yield file
     for key, path in sorted(links.items(), key=lambda kv: kv[1]):
         if key not in seen and (file := _stat(path)) is not None:
+            n += 1
             yield file
+    _say_skipped(skipped, n)
 
 
 def _stat(path: str) -> AudioFile | None:
@@ -148,16 +171,39 @@ def _make_filters(extensions: Sequence[str] | None, include: Sequence[str],
 
 
 def _check_root(raw: str | os.PathLike[str]) -> tuple[Path, bool]:
-    """A path to scan, absolute, and whether it is a folder; ConfigError if it is neither."""
+    """A path to scan, absolute, and whether it is a folder; InputPathError if neither."""
     root = Path(os.path.abspath(os.path.expanduser(os.fspath(raw))))
     if not os.path.exists(root):
         why = "a broken symbolic link" if os.path.islink(root) else "does not exist"
-        raise ConfigError(f"cannot scan {str(raw)!r}: {why}")
+        raise InputPathError(f"cannot scan {str(raw)!r}: {why}")
     if root.is_dir():
         return root, True
     if root.is_file():
         return root, False
-    raise ConfigError(f"cannot scan {str(raw)!r}: not a regular file or folder")
+    raise InputPathError(f"cannot scan {str(raw)!r}: {_what_it_is(root)}, not a "
+                         f"regular file or folder")
+
+
+def _say_skipped(skipped: Counter[str], found: int) -> None:
+    media = [(ext, n) for ext, n in skipped.most_common() if ext in MEDIA_EXTENSIONS]
+    if not media:
+        return
+    counts = ", ".join(f"{n} .{ext} file{'s' if n > 1 else ''}" for ext, n in media)
+    verb = "were" if sum(n for _, n in media) > 1 else "was"
+    logger.warning("%s %s skipped (found %d to scan); add --ext %s to scan them too", counts,
+                   verb, found, ",".join(ext for ext, _ in media))
+
+
+def _what_it_is(path: Path) -> str:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    for test, what in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return f"it is {what}"
+    return "it is a special file"
 
 
 def _remember(found: dict[str, tuple[bool, str]], path: str) -> None:
@@ -168,7 +214,7 @@ def _remember(found: dict[str, tuple[bool, str]], path: str) -> None:
         found[key] = entry
 
 
-def _walk(root: Path, filters: _Filters) -> Iterator[str]:
+def _walk(root: Path, filters: _Filters, skipped: Counter[str]) -> Iterator[str]:
     """Paths of the matching files under ``root`` (a folder), as found (no particular order)."""
     root_real = os.path.realpath(root)
     seen_dirs = {root_real}
@@ -217,6 +263,10 @@ def _walk(root: Path, filters: _Filters) -> Iterator[str]:
                 continue
             if _wanted(filters, rel, name):
                 yield entry.path
+            else:
+                ext = os.path.splitext(name)[1].lower().lstrip(".")
+                if ext and ext not in filters.extensions:
+                    skipped[ext] += 1
 
 
 def _inside(path: str, root_real: str) -> bool:

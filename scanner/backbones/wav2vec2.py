@@ -186,6 +186,10 @@ class Wav2Vec2Backbone(Backbone):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
 
+        from scanner.extras import require
+
+        require("torch", "wav2vec2")
+        require("transformers", "wav2vec2")
         from transformers import AutoConfig, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
         from scanner.device import resolve_torch_device, set_cpu_threads

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import click
 
+from scanner.cli.options import deprecated_alias
+
 log = logging.getLogger("scanner")
 
 
 def _backbone_choices() -> list[str]:
-    from scanner.backbones import BACKBONES
+    from scanner.cli.options import backbone_names
 
-    return BACKBONES.names()
+    return backbone_names()
 
 
 def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
@@ -62,8 +64,9 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               show_default=True, help="Fraction held out for test (by group).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, initialisation, batching and augmentation.")
-@click.option("--hidden", "hidden", multiple=True, default=("256",), show_default=True,
+@click.option("--hidden-sizes", "hidden", multiple=True, default=("256",), show_default=True,
               help="Hidden layer sizes, repeatable or a comma list (0: no hidden layer).")
+@deprecated_alias("--hidden", "hidden", "--hidden-sizes", multiple=True)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3,
               show_default=True, help="Dropout after each hidden layer.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
@@ -98,13 +101,18 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               help="K > 1: cross-fit K members on train + validation (each early-stopped on "
                    "its own grouped fold; --val and --refit unused) and average them.")
 @click.option("--name", help="Head name (default: the output folder's name).")
+@click.option("--add", "add", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A verdicts.csv from 'scanner review' (repeatable): yes -> the item's "
+                   "class, no -> not_screaming, other -> the class chosen.")
 @click.pass_context
 def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, model: str | None,
           manifest: Path | None, cache_dir: Path | None, val: float, test: float, seed: int,
           hidden: tuple[str, ...], dropout: float, weight_decay: float, epochs: int,
           patience: int, lr: float | None, batch_size: int, workers: int | None, device: str,
           band_limit_prob: float, band_limit_hz: int, pooling: str, class_weight: str,
-          refit: bool, final: bool, folds: int, name: str | None) -> None:
+          refit: bool, final: bool, folds: int, name: str | None,
+          add: tuple[Path, ...] = ()) -> None:
     """Train a head on a labelled folder: one subfolder per label (or --manifest).
 
     Embeds every clip with the frozen backbone (as-is and band-limited; cached, so a
@@ -133,7 +141,8 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
             device=device, band_limit_prob=band_limit_prob, band_limit_hz=band_limit_hz,
             pooling=pooling, class_weight=class_weight, refit=refit, folds=folds, final=final,
             name=name)
-        result = train_head(config, progress=verbosity >= 0 and sys.stderr.isatty())
+        result = train_head(config, progress=verbosity >= 0 and sys.stderr.isatty(),
+                            add=tuple(str(p) for p in add))
     except ScannerError as e:
         if verbosity > 0:
             log.exception("training failed")

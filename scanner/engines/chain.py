@@ -18,6 +18,7 @@ table commits last, so a file's rows in every table are committed together or no
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,10 +86,11 @@ class FileChain:
     """
 
     def __init__(self, classifier: Classifier, detection: SegmentConfig,
-                 sinks: list[Sink]) -> None:
+                 sinks: list[Sink], *, timestamp_pattern: str | None = None) -> None:
         self.classifier = classifier
         self.detection = detection
         self.sinks = sinks
+        self.timestamp_pattern = timestamp_pattern
 
     def process(self, result: FileResult) -> dict[str, Any]:
         """The file's row (with its verdict), after every sink has seen the file."""
@@ -98,6 +100,7 @@ class FileChain:
         row = make_row(result, self.classifier)
         analysis = None
         if row["status"] == "ok":
+            row["recorded_at"] = wall_clock(result.file.path, self.timestamp_pattern)
             try:
                 analysis = analyse_result(self.classifier, result, self.detection)
             except Exception as e:  # noqa: BLE001 - one file's failure must not stop the scan
@@ -120,6 +123,21 @@ class FileChain:
     def abort(self) -> None:
         for sink in self.sinks:
             sink.abort()
+
+
+def wall_clock(path: Path, pattern: str | None) -> datetime | None:
+    """When the recording started (metadata or file name; see :mod:`scanner.timestamps`), as
+    naive wall-clock time: in UTC when the source names a zone, else as the recorder wrote it."""
+    from scanner.timestamps import recorded_at
+
+    try:
+        stamp = recorded_at(path, pattern=pattern)
+    except (OSError, ValueError) as e:
+        log.debug("%s: no start time: %s", path, e)
+        return None
+    if stamp is not None and stamp.tzinfo is not None:
+        stamp = stamp.astimezone(timezone.utc).replace(tzinfo=None)
+    return stamp
 
 
 def make_error_row(row: dict[str, Any], message: str, kind: str = "model") -> dict[str, Any]:
@@ -155,6 +173,9 @@ class EventTables:
         if analysis is None:
             return
         segments, events = analysis.rows(row["path"])
+        start = row.get("recorded_at")
+        for event in events:
+            event["start_time"] = start + timedelta(seconds=event["start_s"]) if start else None
         self._events += events
         if self.segments is not None:
             self._segments += segments

@@ -183,7 +183,8 @@ def _open_tables(out: Path, config: ScanConfig, classifier: Classifier, guard: A
         from scanner.output.vectors import VectorSink
 
         sinks.append(VectorSink(out, classifier, config, resume=config.resume))
-    return _Tables(sink, FileChain(classifier, detection, sinks), out)
+    return _Tables(sink, FileChain(classifier, detection, sinks,
+                                   timestamp_pattern=config.timestamp_pattern), out)
 
 
 def _run(todo: FileStream, config: ScanConfig, classifier: Classifier, tables: _Tables,

@@ -239,8 +239,10 @@ class Stitcher:
         if not last:
             return None
         first = self._clip or item
+        noted = first if first.note_kind else item
         info = ClipInfo(first.orig_sample_rate_hz, first.channels, first.duration_s,
-                        first.decoder, first.seconds_taken, item.truncated_to_s)
+                        first.decoder, first.seconds_taken, item.truncated_to_s,
+                        noted.note_kind, noted.note)
         merged = {name: _merge(parts) for name, parts in self._parts.items()}
         self._parts, self._clip = {}, None
         return FileResult(task.file, info, merged)

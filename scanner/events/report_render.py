@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from scanner.errors import ScannerError
+from scanner.errors import OutputError
 from scanner.events.report import ReportData
 from scanner.events.report_plots import confidence_plot, counts_plot, hms, timeline_plot
 
@@ -258,7 +258,7 @@ def render(data: ReportData, out: Path, *, timelines: int, generated: datetime) 
         OSError: The write failed.
     """
     if out.exists() and not _ours(out):
-        raise ScannerError(f"{out} exists and is not a report scanner wrote; not replacing it "
+        raise OutputError(f"{out} exists and is not a report scanner wrote; not replacing it "
                            "(choose another -o)")
     markdown = out.suffix.lower() == ".md"
     review = (out.parent / REVIEW_DIR).is_dir()

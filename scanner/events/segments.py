@@ -166,7 +166,8 @@ def segment_columns(classes: Sequence[str]) -> dict[str, str]:
 def event_columns() -> dict[str, str]:
     """Column name -> arrow type name of the events table."""
     return {"path": "string", "label": "string", "start_s": "float64", "end_s": "float64",
-            "peak_confidence": "float64", "mean_confidence": "float64"}
+            "peak_confidence": "float64", "mean_confidence": "float64",
+            "start_time": "datetime"}
 
 
 def summary_columns(classes: Sequence[str], background: str = DEFAULT_BACKGROUND

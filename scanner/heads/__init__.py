@@ -36,8 +36,6 @@ def default_head_name(backbone: str) -> str:
 
 def load_head(spec: str | Path | None, *, backbone: str = "yamnet") -> Head:
     """Loads a head: None -> the backbone's default, a built-in name, or a head folder path."""
-    import json
-
     if spec is None:
         spec = default_head_name(backbone)
     path = builtin_heads().get(str(spec)) or Path(spec).expanduser()
@@ -46,10 +44,9 @@ def load_head(spec: str | Path | None, *, backbone: str = "yamnet") -> Head:
         known = ", ".join(builtin_heads()) or "none"
         raise ScannerError(f"head {str(spec)!r} is neither a built-in head ({known}) "
                            f"nor a folder with head.json")
-    try:
-        kind = json.loads(meta_file.read_text()).get("kind", "mlp")
-    except json.JSONDecodeError as e:
-        raise ScannerError(f"{meta_file} is not valid JSON: {e}") from e
+    from scanner.heads.checks import check_kind, read_head_json
+
+    kind = check_kind(read_head_json(meta_file), meta_file, HEADS.names())
     head = HEADS.get(kind).load(path)
     head.sha256 = folder_sha256(path)
     return head

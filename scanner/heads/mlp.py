@@ -136,20 +136,13 @@ class MLPHead(Head):
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> MLPHead:
         """Reads a head folder written by :meth:`save`; raises ScannerError on anything malformed."""
-        from safetensors.numpy import load_file
+        from scanner.heads.checks import read_mlp
 
         src = Path(folder)
-        try:
-            meta = json.loads((src / HEAD_JSON).read_text())
-            tensors = load_file(str(src / WEIGHTS_FILE))
-        except FileNotFoundError as e:
-            raise ScannerError(f"{src} is not a head folder: {e.filename} is missing") from e
-        except (json.JSONDecodeError, OSError, Exception) as e:  # safetensors raises its own types
-            raise ScannerError(f"cannot read head {src}: {e}") from e
+        meta, tensors, n_layers = read_mlp(src)
         if meta.get("format") != FORMAT or meta.get("kind") != cls.kind:
             raise ScannerError(f"{src / HEAD_JSON} is not an MLP head of this tool "
                                f"(format={meta.get('format')!r}, kind={meta.get('kind')!r})")
-        n_layers = sum(1 for k in tensors if k.endswith(".weight"))
         layers = [(tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"]) for i in range(n_layers)]
         known = {"format", "format_version", "kind", "name", "classes", "backbone",
                  "preprocessing", "architecture", "thresholds", "tool_version"}

@@ -94,11 +94,7 @@ class OutputGuard:
         """Holds the output's lock; raises OutputError when another scan holds it."""
         from filelock import FileLock, Timeout
 
-        try:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"cannot create the output folder {self.out.parent}: "
-                              f"{e.strerror or e}") from e
+        self.out.parent.mkdir(parents=True, exist_ok=True)  # an OSError: the CLI's one line
         lock = FileLock(str(self.lock_path), timeout=0)
         try:
             lock.acquire()

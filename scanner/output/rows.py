@@ -24,6 +24,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("seconds_taken", "float64"),
     ("size_bytes", "int64"),
     ("mtime", "timestamp"),
+    ("recorded_at", "datetime"),
     ("label", "label"),
     ("confidence", "float64"),
 )
@@ -61,6 +62,7 @@ def arrow_schema(columns: dict[str, str], metadata: dict[bytes, bytes] | None = 
 
     types = {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64(),
              "bool": pa.bool_(), "timestamp": pa.timestamp("ns", tz="UTC"),
+             "datetime": pa.timestamp("us"),
              "label": pa.dictionary(pa.int32(), pa.string())}
     nullable = {"int64": ("int64", "Int64"), "bool": ("boolean", "boolean")}
     pandas = {"index_columns": [], "column_indexes": [], "creator": {"library": "pyarrow"},
@@ -137,6 +139,9 @@ def build_row(result: FileResult, prediction: Prediction | None, *, classes: Seq
     if info and info.truncated_to_s is not None:
         row["error"] = f"cut to the first {info.truncated_to_s:g} s (--max-duration)"
         row["error_kind"] = "too_long"
+    if info and getattr(info, "note_kind", None):  # recovered or partial audio, said in the row
+        row["error"] = info.note + (f"; {row['error']}" if row["error"] else "")
+        row["error_kind"] = info.note_kind
     probs = prediction.probs[0]
     best = int(np.argmax(probs))
     row["label"] = classes[best]

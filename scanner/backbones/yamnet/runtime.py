@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from scanner.constants import YAMNET_EMBEDDING_DIM, YAMNET_N_MELS, YAMNET_N_SCORES
 from scanner.device import available_cores, parse_device
 from scanner.errors import ConfigError, ModelNotFoundError, ScannerError
+from scanner.extras import MissingExtraError, require
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class TFLiteRunner:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:  # the deprecated interpreter that ships inside tensorflow
-            import tensorflow as tf
+            tf = require("tensorflow", "tf", "the TFLite YAMNet without ai-edge-litert")
 
             Interpreter = tf.lite.Interpreter  # noqa: N806
         self._what = what or str(model)
@@ -155,7 +156,9 @@ def configure_tensorflow(device: str, threads: int | None) -> str | None:
 
     Raises:
         ConfigError: ``cuda`` was asked for and TensorFlow sees no such GPU.
+        MissingExtraError: TensorFlow is not installed (the ``tf`` extra).
     """
+    require("tensorflow", "tf")
     import tensorflow as tf
 
     spec = parse_device(device)
@@ -208,7 +211,7 @@ def load_hub(handle: str) -> tuple[Any, Path | None]:
             warnings.simplefilter("ignore")
             import tensorflow_hub as hub
     except ImportError as e:
-        raise ModelNotFoundError(f"tensorflow_hub is not installed, cannot load {handle!r}") from e
+        raise MissingExtraError("tensorflow_hub", "tf", f"loading {handle!r} from TF Hub") from e
     try:
         model = hub.load(handle)
     except Exception as e:  # hub raises anything from OSError to HTTP and TF errors
