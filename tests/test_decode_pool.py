@@ -214,7 +214,7 @@ def test_a_file_replaced_by_a_fifo_gives_a_timeout_row_and_the_scan_exits(tmp_pa
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     assert not leftover, f"processes left behind: {leftover}"
-    assert proc.returncode == 4, err.decode()
+    assert proc.returncode == 0, err.decode()  # some files failed: a warning, exit 0 (no --strict)
     rows = {Path(r["path"]).name: r for r in pq.read_table(out).to_pylist()}
     assert len(rows) == 12 and rows[victim]["error_kind"] == "timeout"
     assert sum(r["status"] == "ok" for r in rows.values()) == 11

@@ -125,18 +125,24 @@ def test_thresholds_come_from_the_head_then_the_user(tone_head, tmp_path):
         resolve_detection(classifier, options={"windows": 3})
 
 
+def _windows(events, probs):
+    probs = np.array(probs, np.float64)
+    n = len(probs)
+    return FileSegments(events, {}, np.arange(n) * 0.48, np.arange(n) * 0.48 + 1.44, probs, probs,
+                        ["not_screaming"] * n, CLASSES)
+
+
 def test_the_verdict_of_one_file():
-    segments = [{"prob_cry": 0.2, "prob_screaming": 0.7, "prob_not_screaming": 0.1},
-                {"prob_cry": 0.9, "prob_screaming": 0.05, "prob_not_screaming": 0.05}]
+    segments = [[0.2, 0.7, 0.1], [0.9, 0.05, 0.05]]
     events = [{"label": "screaming", "start_s": 0.0, "end_s": 1.2, "peak_confidence": 0.7},
               {"label": "cry", "start_s": 1.2, "end_s": 3.0, "peak_confidence": 0.9}]
     row: dict = {"label": "not_screaming", "confidence": 0.5}
-    apply_verdict(row, FileSegments(segments, events, {}), CLASSES)
+    apply_verdict(row, _windows(events, segments), CLASSES)
     assert (row["label"], row["confidence"], row["n_events"]) == ("cry", 0.9, 2)
     assert row["has_screaming"] and row["first_onset_s_screaming"] == 0.0
     assert row["max_prob_screaming"] == 0.7 and row["event_s_cry"] == 1.8
     quiet: dict = {}
-    apply_verdict(quiet, FileSegments(segments, [], {}), CLASSES)
+    apply_verdict(quiet, _windows([], segments), CLASSES)
     assert quiet["label"] == "not_screaming" and quiet["confidence"] == pytest.approx(0.1)
 
 

@@ -137,7 +137,7 @@ def test_a_recovered_file_says_so_in_its_row(tmp_path, fake_head):
     assert rows["crashed.wav"]["error_kind"] == "recovered"
     assert "pyav read 5.0 s" in rows["crashed.wav"]["error"]
     assert rows["good.wav"]["error_kind"] is None
-    assert rows["crashed.wav"]["prob_cry"] == pytest.approx(rows["good.wav"]["prob_cry"],
+    assert rows["crashed.wav"]["mean_prob_cry"] == pytest.approx(rows["good.wav"]["mean_prob_cry"],
                                                             abs=1e-3)
 
 

@@ -210,7 +210,8 @@ def test_segment_rows_match_the_declared_columns():
                        SegmentConfig(smooth_windows=1))
     seg_rows, ev_rows = fs.rows("/a/b.wav")
     assert list(seg_rows[0]) == list(segment_columns(CLASSES))
-    assert list(ev_rows[0]) == list(event_columns())
+    # the chain adds each event's wall-clock start_time (from the file's recorded_at)
+    assert list(ev_rows[0]) + ["start_time"] == list(event_columns())
     assert list(fs.summary) == list(summary_columns(CLASSES, "not_screaming"))
     for rows, cols in ((seg_rows, segment_columns(CLASSES)), (ev_rows, event_columns())):
         table = pa.Table.from_pylist(rows, schema=arrow_schema(cols))

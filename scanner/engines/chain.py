@@ -172,7 +172,7 @@ class EventTables:
             ) -> None:
         if analysis is None:
             return
-        segments, events = analysis.rows(row["path"])
+        segments, events = analysis.rows(row["path"], segments=self.segments is not None)
         start = row.get("recorded_at")
         for event in events:
             event["start_time"] = start + timedelta(seconds=event["start_s"]) if start else None

@@ -109,7 +109,7 @@ def apply_verdict(row: dict[str, Any], analysis: FileSegments | None, classes: S
     highest window probability of any event class (how far the file stayed from an event).
     A file too short for one window (no analysis) keeps its whole-file label.
     """
-    if analysis is None or not analysis.segments:
+    if analysis is None or not analysis.n_windows:
         return
     targets = [c for c in classes if c != background]
     events = analysis.events
@@ -117,8 +117,7 @@ def apply_verdict(row: dict[str, Any], analysis: FileSegments | None, classes: S
     peaks: dict[str, float] = {}
     for c in targets:
         mine = [e for e in events if e["label"] == c]
-        column = f"prob_{c}"
-        peaks[c] = max((s[column] for s in analysis.segments), default=0.0)
+        peaks[c] = analysis.max_prob(c)
         row[f"has_{c}"] = bool(mine)
         row[f"max_prob_{c}"] = peaks[c]
         row[f"n_events_{c}"] = len(mine)

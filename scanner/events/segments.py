@@ -20,6 +20,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,22 +135,58 @@ def parse_thresholds(items: Iterable[str]) -> dict[str, float]:
 class FileSegments:
     """One file's windows, events and the summary columns for its file row.
 
+    The windows are kept as arrays (a day-long recording has 180,000 of them); their rows as
+    dicts are made only when asked for (:attr:`segments`, :meth:`rows`).
+
     Attributes:
-        segments: One dict per window: ``start_s``, ``end_s``, ``label``, ``confidence``
-            (the smoothed probability of ``label``) and ``prob_<class>`` (the window's raw
-            probabilities). No ``path``: the caller adds it (see :meth:`rows`).
         events: ``label``, ``start_s``, ``end_s``, ``peak_confidence`` and
             ``mean_confidence`` (over the event's windows' raw probabilities of ``label``).
         summary: Extra file-row columns (see :func:`summary_columns`).
+        starts_s, ends_s: ``[windows]`` window extents in file time.
+        probs: ``[windows, classes]`` the windows' raw probabilities.
+        smoothed: ``[windows, classes]`` after smoothing.
+        labels: Each window's label (after thresholds and the minimum event length).
+        classes: Column names of ``probs``.
     """
 
-    segments: list[dict[str, Any]]
     events: list[dict[str, Any]]
     summary: dict[str, Any]
+    starts_s: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    ends_s: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    probs: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
+    smoothed: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
+    labels: list[str] = field(default_factory=list)
+    classes: tuple[str, ...] = ()
 
-    def rows(self, path: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Segment and event rows with ``path`` first, ready for a table sink."""
-        return ([{"path": path, **s} for s in self.segments],
+    @property
+    def n_windows(self) -> int:
+        return len(self.starts_s)
+
+    def max_prob(self, label: str) -> float:
+        """The highest raw window probability of ``label`` in the file (0 with no window)."""
+        if not self.n_windows:
+            return 0.0
+        return float(self.probs[:, self.classes.index(label)].max())
+
+    @cached_property
+    def segments(self) -> list[dict[str, Any]]:
+        """One dict per window: ``start_s``, ``end_s``, ``label``, ``confidence`` (the smoothed
+        probability of ``label``) and ``prob_<class>``. No ``path``: see :meth:`rows`."""
+        out = []
+        index = {c: i for i, c in enumerate(self.classes)}
+        for k, label in enumerate(self.labels):
+            row: dict[str, Any] = {"start_s": round(float(self.starts_s[k]), 3),
+                                   "end_s": round(float(self.ends_s[k]), 3), "label": label,
+                                   "confidence": float(self.smoothed[k, index[label]])}
+            row.update({f"prob_{c}": float(p) for c, p in zip(self.classes, self.probs[k],
+                                                                strict=True)})
+            out.append(row)
+        return out
+
+    def rows(self, path: str, *, segments: bool = True
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Segment (unless ``segments`` is False) and event rows with ``path`` first."""
+        return ([{"path": path, **s} for s in self.segments] if segments else [],
                 [{"path": path, **e} for e in self.events])
 
 
@@ -332,7 +369,7 @@ def segment_probs(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
     config.check_classes(classes)
     probs = np.asarray(probs, np.float64)
     if len(probs) == 0:
-        return FileSegments([], [], summarise([], classes, config.background))
+        return FileSegments([], summarise([], classes, config.background), classes=tuple(classes))
     smoothed = smooth(probs, config.smooth_windows)
     own_start, own_end = window_bounds(starts_s, ends_s, max(duration_s, float(ends_s[-1])))
     # A recording shorter than the minimum event length can still be one event, end to end.
@@ -340,14 +377,9 @@ def segment_probs(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
     events, labels = merge_events(window_labels(smoothed, classes, config), own_start, own_end,
                                   probs, classes, background=config.background,
                                   min_event_s=min_event_s)
-    segments = []
-    for k, label in enumerate(labels):
-        row: dict[str, Any] = {"start_s": round(float(starts_s[k]), 3),
-                               "end_s": round(float(ends_s[k]), 3), "label": label,
-                               "confidence": float(smoothed[k, list(classes).index(label)])}
-        row.update({f"prob_{c}": float(p) for c, p in zip(classes, probs[k], strict=True)})
-        segments.append(row)
-    return FileSegments(segments, events, summarise(events, classes, config.background))
+    return FileSegments(events, summarise(events, classes, config.background),
+                        np.asarray(starts_s, np.float64), np.asarray(ends_s, np.float64), probs,
+                        smoothed, labels, tuple(classes))
 
 
 def analyse_file(classifier: Classifier, embeddings: Mapping[str, Embedding], duration_s: float,

@@ -12,6 +12,8 @@ from scanner.errors import HeadMismatchError
 from scanner.records import Embedding
 
 Features = Literal["embeddings", "scores"]
+WINDOW_CHUNK = 2048
+"""Windows pooled and classified at a time (bounded memory on long files)."""
 Pooling = Literal["mean", "max"]
 
 
@@ -117,9 +119,15 @@ class Head(ABC):
             that reads neighbouring patches (temporal context) overrides this.
         """
         values = self.select(emb)
-        features = np.stack([pool(values[idx], self.pooling)
-                             for idx in window_patches(emb.starts_s, emb.window_s, starts_s, ends_s)])
-        return self.predict_proba(features)
+        groups = window_patches(emb.starts_s, emb.window_s, starts_s, ends_s)
+        out = np.zeros((len(groups), len(self.classes)), np.float32)
+        # In chunks: a day-long file has 180,000 windows, whose pooled features at once would
+        # take 0.7 GB (1024-d float32) and as much again inside the head.
+        for lo in range(0, len(groups), WINDOW_CHUNK):
+            chunk = groups[lo:lo + WINDOW_CHUNK]
+            out[lo:lo + len(chunk)] = self.predict_proba(
+                np.stack([pool(values[idx], self.pooling) for idx in chunk]))
+        return out
 
     def check_model(self, backbone: Any) -> None:
         """Raises HeadMismatchError unless this head can read ``backbone``'s output."""
