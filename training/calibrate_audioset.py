@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import f1_score, recall_score
     from sklearn.model_selection import GroupKFold
 
-    from scanner.backbones import load_backbone
     from scanner.audio.discover import discover
+    from scanner.backbones import load_backbone
     from scanner.engines.local import embed_files
     from scanner.heads.audioset import CLASS_SOURCES, AudioSetHead, _logit
 

@@ -54,8 +54,7 @@ from training.metrics import evaluate
 from training.patches import PatchCache, Patches, clip_patches, decode_clip
 from training.scene_sets import EmbeddedScene, SceneSpec, scene_set
 from training.split import assign_splits, check_disjoint, split_summary
-from training.windows import IGNORE, WindowSet, clip_windows, features_of, select_bag_positives, \
-    windows_of
+from training.windows import IGNORE, WindowSet, clip_windows, features_of, select_bag_positives, windows_of
 
 log = logging.getLogger(__name__)
 

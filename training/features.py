@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
-from scanner.output.cache import EmbeddingCache, file_digest
 from scanner.heads.base import pool
+from scanner.output.cache import EmbeddingCache, file_digest
 from scanner.records import AudioFile
 from training.augment import ORIGINAL
 

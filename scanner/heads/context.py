@@ -143,6 +143,11 @@ class ContextHead(Head):
         if in_dim % len(self.scales):
             raise ValueError(f"first layer takes {in_dim} inputs, not a multiple of "
                              f"{len(self.scales)} scales")
+        dim = self.backbone_config.get("embedding_dim")
+        if features == "embeddings" and dim is not None and in_dim != int(dim) * len(self.scales):
+            raise ValueError(f"head {name!r}: first layer takes {in_dim} inputs, but "
+                             f"{len(self.scales)} scales of {dim}-d embeddings make "
+                             f"{int(dim) * len(self.scales)}")
         check_layers(self.layers, in_dim, len(self.classes), f"head {name!r}")
         if self.mean.shape != (in_dim,) or self.std.shape != (in_dim,):
             raise ValueError(f"head {name!r}: standardisation vectors are {self.mean.shape} and "
