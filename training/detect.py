@@ -99,9 +99,6 @@ def _fit(config: DetectConfig, train: WindowSet, val: WindowSet, n_classes: int,
                   dropout=config.dropout, weight_decay=config.weight_decay, lr=config.lr,
                   batch_size=config.batch_size, epochs=config.epochs, patience=config.patience,
                   class_weight=config.class_weight, seed=config.seed)
-    if fit.best_epoch == fit.epochs_run == config.epochs:
-        log.warning("kept epoch %d of %d: the epoch cap stopped training, not the validation "
-                    "loss; raise --epochs", fit.best_epoch, config.epochs)
     return fit
 
 
@@ -128,18 +125,35 @@ def _waves_for(items: list[LabelledFile], rows: NDArray[np.int64], classes: tupl
     return bg, ev
 
 
-def train_detector(config: DetectConfig, *, progress: bool = True,
-                   backbone: Backbone | None = None) -> DetectResult:
-    """Trains, calibrates, tunes and evaluates a context head for detection; writes it."""
+@dataclass
+class Prepared:
+    """Everything a fit reads, made once: the split, every clip's patches, the scenes."""
+
+    dataset: Any
+    items: list[LabelledFile]
+    classes: tuple[str, ...]
+    y: NDArray[np.int64]
+    splits: NDArray[np.str_]
+    rows: dict[str, NDArray[np.int64]]
+    patches: dict[str, list[Patches | None]]
+    weak: list[LabelledFile]
+    weak_patches: dict[str, list[Patches | None]]
+    train_scenes: list[EmbeddedScene]
+    val_scenes: list[EmbeddedScene]
+    test_scenes: list[EmbeddedScene]
+    backbone_config: dict[str, Any]
+
+
+def prepare(config: DetectConfig, *, progress: bool = True,
+            backbone: Backbone | None = None) -> Prepared:
+    """Loads and splits the data, embeds every clip's patches and makes the scenes (cached)."""
     from scanner.backbones import load_backbone
 
-    t0 = time.monotonic()
     dataset = load_dataset(config.data_dir, config.manifest)
     classes = dataset.classes
     if BACKGROUND not in classes:
         raise ConfigError(f"detection needs a {BACKGROUND!r} class (the background), "
                           f"found {list(classes)}")
-    bg = classes.index(BACKGROUND)
     items = list(dataset.items)
     labels, groups = [it.label for it in items], [it.group for it in items]
     splits = np.asarray(assign_splits(labels, groups, val=config.val, test=config.test,
@@ -154,14 +168,8 @@ def train_detector(config: DetectConfig, *, progress: bool = True,
                            progress=progress)
     weak_patches = clip_patches([it.file for it in weak], backbone, cache=cache, views=views,
                                 progress=progress) if weak else {v: [] for v in VIEWS}
-
     rows = {s: np.flatnonzero(splits == s) for s in ("train", "val", "test")}
     digests = {s: sorted(file_digest(items[i].path) for i in rows[s]) for s in rows}
-
-    def clips(split: str, view: str) -> WindowSet:
-        r = rows[split]
-        return clip_windows([patches[view][i] for i in r], y[r].tolist(), background=bg,
-                            scales=config.scales, sources=r.tolist())
 
     def scenes(split: str, spec: SceneSpec) -> list[EmbeddedScene]:
         if spec.n_scenes == 0:
@@ -172,12 +180,47 @@ def train_detector(config: DetectConfig, *, progress: bool = True,
                          cache=cache, progress=progress)
 
     n_train_scenes = int(round(config.train_scene_hours * 3600 / config.train_scene_s))
-    train_scenes = scenes("train", SceneSpec(n_train_scenes, config.train_scene_s,
-                                             TRAIN_EVENTS_PER_MINUTE, 0.2, True, config.seed))
     eval_spec = SceneSpec(config.eval_scenes, config.eval_scene_s, EVAL_EVENTS_PER_MINUTE, 0.25,
                           False, config.seed + 1)
-    val_scenes, test_scenes = scenes("val", eval_spec), scenes("test", eval_spec)
+    return Prepared(dataset, items, classes, y, splits, rows, patches, weak, weak_patches,
+                    scenes("train", SceneSpec(n_train_scenes, config.train_scene_s,
+                                              TRAIN_EVENTS_PER_MINUTE, 0.2, True, config.seed)),
+                    scenes("val", eval_spec), scenes("test", eval_spec),
+                    {**backbone.identity, **backbone.config()})
 
+
+def train_detector(config: DetectConfig, *, progress: bool = True,
+                   backbone: Backbone | None = None) -> DetectResult:
+    """Trains, calibrates, tunes and evaluates a context head for detection; writes it."""
+    t0 = time.monotonic()
+    prep = prepare(config, progress=progress, backbone=backbone)
+    head, metrics = fit_detector(config, prep)
+    metrics["timing_s"] = {"total": round(time.monotonic() - t0, 1)}
+    out = Path(config.out_dir).expanduser()
+    head.save(out)
+    _write(out, config, metrics, prep.items, prep.dataset, [str(s) for s in prep.splits])
+    log.info("wrote %s in %.0f s: test soundscapes mean event F1 %.3f, %.1f false alarms/h; "
+             "test clips macro-F1 %.3f", out, time.monotonic() - t0,
+             metrics["soundscapes"]["test"]["mean_event_f1"],
+             metrics["soundscapes"]["test"]["false_alarms_per_hour"],
+             metrics["clips"]["test_events"]["macro_f1"])
+    return DetectResult(head, out, metrics)
+
+
+def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[ContextHead, dict[str, Any]]:
+    """Windows, fits (with MIL and hard negatives), calibration, thresholds, evaluation."""
+    classes, items, y, rows = prep.classes, prep.items, prep.y, prep.rows
+    bg = classes.index(BACKGROUND)
+    weak, weak_patches, patches = prep.weak if config.mil else [], prep.weak_patches, prep.patches
+
+    def clips(split: str, view: str) -> WindowSet:
+        r = rows[split]
+        return clip_windows([patches[view][i] for i in r], y[r].tolist(), background=bg,
+                            scales=config.scales, sources=r.tolist())
+
+    n_train_scenes = int(round(config.train_scene_hours * 3600 / config.train_scene_s))
+    train_scenes = prep.train_scenes[:n_train_scenes]
+    val_scenes, test_scenes = prep.val_scenes, prep.test_scenes
     offset = len(items)
     train = WindowSet.concat([clips("train", v) for v in VIEWS]
                              + [_scene_windows(train_scenes, config.scales, offset)])
@@ -225,7 +268,7 @@ def train_detector(config: DetectConfig, *, progress: bool = True,
              calib["before"]["ece"], calib["after"]["ece"])
 
     out = Path(config.out_dir).expanduser()
-    head = ContextHead(classes=classes, backbone_config={**backbone.identity, **backbone.config()},
+    head = ContextHead(classes=classes, backbone_config=prep.backbone_config,
                        scales=config.scales, layers=fit.layers, mean=fit.mean, std=fit.std,
                        temperature=temperature, name=config.name or out.resolve().name)
 
@@ -245,31 +288,27 @@ def train_detector(config: DetectConfig, *, progress: bool = True,
                    "test": evaluate_files(test_files, classes, seg),
                    "test_default_thresholds": evaluate_files(test_files, classes,
                                                              segment_config({}, 1.0))}
-    clip_sets = _clip_metrics(head, items, patches, rows, y, classes, seg, _versions(dataset))
+    clip_sets = _clip_metrics(head, items, patches, rows, y, classes, seg,
+                              _versions(prep.dataset))
+    labels, groups = [it.label for it in items], [it.group for it in items]
+    splits = prep.splits
     metrics = {
         "classes": list(classes), "thresholds": thresholds, "detection": detection,
         "recipe": recipe, "calibration": calib, "sweep": sweep, "soundscapes": soundscapes,
         "clips": clip_sets,
         "split": split_summary(labels, groups, [str(s) for s in splits], classes),
-        "data": {"files": len(items), "groups": len(set(groups)), "per_label": dataset.counts(),
+        "data": {"files": len(items), "groups": len(set(groups)), "per_label": prep.dataset.counts(),
                  "weak_bags": len(weak), "train_scene_hours": n_train_scenes
                  * config.train_scene_s / 3600,
                  "eval_scenes_per_split": config.eval_scenes,
                  "eval_scene_s": config.eval_scene_s},
-        "timing_s": {"total": round(time.monotonic() - t0, 1)},
     }
     head.extra = {"training": {"config": config.to_dict(), "command": config.command(),
                                "recipe": recipe},
                   "metrics": {"soundscapes_test": _brief(soundscapes["test"]),
                               "clips_test": {k: clip_sets[k]["macro_f1"]
                                              for k in clip_sets}}}
-    head.save(out)
-    _write(out, config, metrics, items, dataset, [str(s) for s in splits])
-    log.info("wrote %s in %.0f s: test soundscapes mean event F1 %.3f, %.1f false alarms/h; "
-             "test clips macro-F1 %.3f", out, time.monotonic() - t0,
-             soundscapes["test"]["mean_event_f1"], soundscapes["test"]["false_alarms_per_hour"],
-             clip_sets["test_events"]["macro_f1"])
-    return DetectResult(head, out, metrics)
+    return head, metrics
 
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class DetectConfig:
                  "--class-weight", self.class_weight,
                  "--scene-hours", str(self.train_scene_hours),
                  "--eval-scenes", str(self.eval_scenes),
+                 "--eval-scene-minutes", f"{self.eval_scene_s / 60:g}",
                  "--hard-negative-weight", str(self.hard_negative_weight),
                  "--fa-budget", str(self.fa_budget_per_hour), "--seed", str(self.seed)]
         if self.weak_dir and not self.mil:

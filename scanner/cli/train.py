@@ -116,6 +116,8 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               help="With --detector: hours of training soundscapes (0: clip windows only).")
 @click.option("--eval-scenes", type=click.IntRange(min=2), default=10, show_default=True,
               help="With --detector: 10-minute validation and test soundscapes per split.")
+@click.option("--eval-scene-minutes", type=click.FloatRange(min=0.5), default=10.0,
+              show_default=True, help="With --detector: length of each of those.")
 @click.option("--hard-negative-weight", type=click.IntRange(min=1), default=3,
               show_default=True,
               help="With --detector: copies of background windows a first fit took for "
@@ -130,7 +132,7 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
           band_limit_prob: float, band_limit_hz: int, pooling: str, class_weight: str,
           refit: bool, final: bool, folds: int, name: str | None, detector: bool,
           weak_dir: Path | None, mil: bool, scales: str, scene_hours: float, eval_scenes: int,
-          hard_negative_weight: int, fa_budget: float) -> None:
+          eval_scene_minutes: float, hard_negative_weight: int, fa_budget: float) -> None:
     """Train a head on a labelled folder: one subfolder per label (or --manifest).
 
     Embeds every clip with the frozen backbone (as-is and band-limited; cached, so a
@@ -156,7 +158,8 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
                         epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
                         device=device, class_weight=class_weight, name=name,
                         weak_dir=weak_dir, mil=mil, scales=scales, scene_hours=scene_hours,
-                        eval_scenes=eval_scenes, hard_negative_weight=hard_negative_weight,
+                        eval_scenes=eval_scenes, eval_scene_minutes=eval_scene_minutes,
+                        hard_negative_weight=hard_negative_weight,
                         fa_budget=fa_budget)
         return
     try:
@@ -221,10 +224,11 @@ def _train_detector(ctx: click.Context, verbosity: int, **opts) -> None:
     except ValueError:
         raise click.BadParameter("expected odd patch counts like 3,7,21",
                                  param_hint="--scales") from None
+    minutes = opts.pop("eval_scene_minutes")
     renamed = {"scene_hours": "train_scene_hours", "fa_budget": "fa_budget_per_hour"}
     known = {f.name for f in fields(DetectConfig)}
     values: dict = {"data_dir": str(opts.pop("data_dir")), "out_dir": str(opts.pop("out_dir")),
-                    "scales": scales}
+                    "scales": scales, "eval_scene_s": 60.0 * minutes}
     for key, value in opts.items():
         field_name = renamed.get(key, key)
         if field_name not in known or value is None:
