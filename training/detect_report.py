@@ -83,6 +83,23 @@ _SOUND_HEADER = ["class", "event F1", "precision", "recall", "segment F1 (1 s)",
                  "false alarms / h", "reference events", "detected events"]
 
 
+def _recipes_text(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    out = ["## Recipes tried", "",
+           "Same split, patches and soundscapes for every row; thresholds chosen on the "
+           "validation soundscapes for each recipe (so the validation columns are the "
+           "tuned figures the recipes were compared by), test soundscapes never looked at "
+           "for a choice.", ""]
+    out += _table(["recipe", "val mean event F1", "val file-flag F1", "val FA/h",
+                   "test mean event F1", "test file-flag F1", "test FA/h", "test clips macro-F1"],
+                  [[r["recipe"], r["val"]["mean_event_f1"], r["val"]["mean_file_flag_f1"],
+                    r["val"]["false_alarms_per_hour"], r["test"]["mean_event_f1"],
+                    r["test"]["mean_file_flag_f1"], r["test"]["false_alarms_per_hour"],
+                    r.get("test_clip_macro_f1")] for r in rows])
+    return [*out, ""]
+
+
 def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
                          plots: dict[str, Path]) -> str:
     sc = metrics["soundscapes"]
@@ -139,6 +156,15 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
           v["mean_event_f1"], v["false_alarms_per_hour"]] for k, v in sweep.items()]), ""]
     if "sweep" in plots:
         lines += [f"![threshold sweep]({plots['sweep'].name})", ""]
+    lines += _recipes_text(metrics.get("recipes") or [])
+    if metrics.get("cost"):
+        c = metrics["cost"]
+        lines += ["## Scan-time cost", "",
+                  f"`predict_windows` on one hour of YAMNet patches ({c['windows']} windows): "
+                  f"**{c['ms_per_hour']:.0f} ms per hour of audio** for this head, "
+                  f"{c['baseline_ms_per_hour']:.0f} ms for `{c['baseline']}` in the same run "
+                  f"(ratio {c['ms_per_hour'] / c['baseline_ms_per_hour']:.1f}); YAMNet itself "
+                  f"needs seconds per hour of audio, so the head adds a small fraction.", ""]
     lines += ["## Clips", "",
               "Short held-out clips labelled as the scan labels a file: the class of its "
               "strongest event, else not_screaming. The band-limited rows low-pass every test "
