@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,6 +13,9 @@ from scanner.backbones.base import Backbone
 from scanner.errors import HeadMismatchError
 from scanner.heads.base import Head
 from scanner.records import Embedding
+
+if TYPE_CHECKING:
+    from scanner.config import ScanConfig
 
 
 def align_classes(probs: NDArray[np.float32], classes: Sequence[str],
@@ -104,3 +108,17 @@ class Classifier:
         features = {m.backbone.name: m.head.pooled(embeddings[m.backbone.name])[None, :]
                     for m in self.models}
         return self.predict_features(features)
+
+
+def load_classifier(config: ScanConfig) -> Classifier:
+    """Loads every backbone of ``config`` and its head (raises ModelNotFoundError/ScannerError)."""
+    from scanner.backbones import load_backbone
+    from scanner.heads import load_head
+
+    models = []
+    for name in config.backbones:
+        backbone = load_backbone(name, config.models.get(name), device=config.device,
+                                 threads=config.threads, **config.backbone_options.get(name, {}))
+        head = load_head(config.heads.get(name), backbone=name)
+        models.append(Model(backbone, head, config.weights.get(name, 1.0)))
+    return Classifier(models)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from scanner.events.segments import SegmentConfig
+from scanner.constants import DEFAULT_BATCH_S, DEFAULT_DECODE_TIMEOUT_S, DEFAULT_PART_S
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,17 @@ class ScanConfig:
             ``scanner train`` reads, so a scanned folder trains without embedding again.
         cache_dir: That cache's folder (None: the user cache folder).
         output_format: ``parquet`` or ``csv`` (None: from the output's suffix).
-        segments: Also write time-stamped windows and events beside the output (None: not).
+        overwrite: Replace an existing results table (only one this tool wrote).
+        detection: The user's detection settings (``window_s``, ``hop_s``,
+            ``smooth_windows``, ``min_event_s``); missing ones come from the head, then the
+            defaults (see :mod:`scanner.events.detection`).
+        thresholds: Per-class event thresholds, over the head's own.
+        sensitivity: Scales every class's threshold odds (>1: more events, <1: fewer).
+        segments: Also write the per-window table (``OUT.segments.*``); the events table is
+            always written.
+        embeddings: Also write every patch's embedding (``OUT.embeddings.parquet``).
+        roots: The scanned paths as given (recorded in the table's metadata).
+        command: The command line (recorded in the metadata; None: ``sys.argv``).
     """
 
     backbones: tuple[str, ...] = ("yamnet",)
@@ -47,15 +57,22 @@ class ScanConfig:
     workers: int | None = None
     threads: int | None = None
     device: str = "auto"
-    batch_s: float = 60.0
-    part_s: float = 120.0
+    batch_s: float = DEFAULT_BATCH_S
+    part_s: float = DEFAULT_PART_S
     max_duration_s: float | None = None
-    decode_timeout_s: float | None = 300.0
+    decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S
     resume: bool = False
     cache: bool = False
     cache_dir: str | None = None
     output_format: str | None = None
-    segments: SegmentConfig | None = None
+    overwrite: bool = False
+    detection: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    sensitivity: float = 1.0
+    segments: bool = False
+    embeddings: bool = False
+    roots: tuple[str, ...] = ()
+    command: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.backbones:
@@ -64,6 +81,8 @@ class ScanConfig:
             raise ValueError("batch_s and part_s must be positive")
         if self.max_duration_s is not None and self.max_duration_s <= 0:
             raise ValueError(f"max_duration_s must be positive, got {self.max_duration_s}")
+        if not self.sensitivity > 0:
+            raise ValueError(f"sensitivity must be positive, got {self.sensitivity}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,9 +91,7 @@ class ScanConfig:
     def from_dict(cls, data: dict[str, Any]) -> ScanConfig:
         names = {f.name for f in fields(cls)}
         clean = {k: v for k, v in data.items() if k in names}
-        for key in ("backbones", "extensions", "include", "exclude"):
+        for key in ("backbones", "extensions", "include", "exclude", "roots", "command"):
             if clean.get(key) is not None:
                 clean[key] = tuple(clean[key])
-        if isinstance(clean.get("segments"), dict):
-            clean["segments"] = SegmentConfig.from_dict(clean["segments"])
         return cls(**clean)

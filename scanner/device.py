@@ -1,4 +1,5 @@
-"""Where torch models run: device choice, mixed precision, CPU threads, and out-of-memory back-off.
+"""Where models run: the one parser of device strings, core counts, and for torch: device
+choice, mixed precision, CPU threads and out-of-memory back-off.
 
 torch is imported inside each function, so importing this module stays cheap (the CLI's
 ``--help`` and decode workers never load torch).
@@ -9,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from scanner.errors import ConfigError
 
@@ -20,6 +22,36 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A parsed ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+
+    kind: Literal["auto", "cpu", "cuda"]
+    index: int | None = None
+
+    @property
+    def wants_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+    def __str__(self) -> str:
+        return self.kind if self.index is None else f"{self.kind}:{self.index}"
+
+
+def parse_device(spec: str | None) -> DeviceSpec:
+    """Parses ``auto`` (also None or empty), ``cpu``, ``cuda`` or ``cuda:N``, any case.
+
+    Raises:
+        ConfigError: Anything else.
+    """
+    value = (spec or "auto").strip().lower()
+    kind, sep, index = value.partition(":")
+    if kind in ("auto", "cpu") and not sep:
+        return DeviceSpec(kind)  # type: ignore[arg-type]
+    if kind == "cuda" and (not sep or index.isdigit()):
+        return DeviceSpec("cuda", int(index) if sep else None)
+    raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
 
 
 def resolve_torch_device(spec: str = "auto") -> torch.device:
@@ -33,7 +65,7 @@ def resolve_torch_device(spec: str = "auto") -> torch.device:
     """
     import torch
 
-    value = (spec or "auto").strip().lower()
+    value = str(parse_device(spec))
     if value == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         logger.info("device auto -> %s", device)

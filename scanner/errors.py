@@ -46,3 +46,8 @@ class HeadMismatchError(ScannerError):
 
 class ConfigError(ScannerError):
     """An option or a combination of options that cannot work."""
+
+
+class OutputError(ScannerError):
+    """An output that must not be written: a file the tool did not write, a table another
+    scan is writing, or an existing table without ``--overwrite``/``--resume``."""

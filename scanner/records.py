@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,3 +99,35 @@ class Embedding:
     @property
     def n_patches(self) -> int:
         return int(self.embeddings.shape[0])
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """Facts about the original file, for the results table."""
+
+    orig_sample_rate_hz: int
+    channels: int
+    duration_s: float
+    decoder: str
+    seconds_taken: float
+    truncated_to_s: float | None = None
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Everything the backbones made of one file, or why there is nothing.
+
+    Every engine yields these; the driver's per-file chain turns each into rows.
+
+    Attributes:
+        embeddings: By backbone name, every patch of the file (``starts_s`` in file time).
+    """
+
+    file: AudioFile
+    info: ClipInfo | None = None
+    embeddings: Mapping[str, Embedding] = field(default_factory=dict)
+    failure: DecodeFailure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None

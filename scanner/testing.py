@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -149,3 +150,57 @@ def make_bad_inputs(folder: str | Path) -> dict[str, BadInput]:
     write_audio(add("multichannel", "eight_channels_96k.wav", None, "8 channels, 96 kHz, float"),
                 sine(1000, 0.5, 96000, amplitude=0.2, channels=8), 96000, subtype="FLOAT")
     return out
+
+
+def verdict_problems(row: dict, classes: tuple[str, ...] = ("cry", "screaming", "not_screaming"),
+                     background: str = "not_screaming") -> list[str]:
+    """What is wrong with an ok row's verdict (empty when it is consistent).
+
+    The label is an event class exactly when the file has events, with a confidence no higher
+    than that class's peak window probability; otherwise the background, with confidence one
+    minus the highest window probability of any event class.
+    """
+    targets = [c for c in classes if c != background]
+    problems = []
+    if row.get("n_events"):
+        if row["label"] not in targets or not row[f"has_{row['label']}"]:
+            problems.append(f"label {row['label']!r} with {row['n_events']} events")
+        elif row["confidence"] > row[f"max_prob_{row['label']}"] + 1e-9:
+            problems.append("confidence above the class's peak window probability")
+    elif "n_events" in row and row["n_events"] is not None:
+        if row["label"] != background or any(row[f"has_{c}"] for c in targets):
+            problems.append(f"label {row['label']!r} without events")
+        elif abs(row["confidence"] - (1 - max(row[f"max_prob_{c}"] for c in targets))) > 1e-9:
+            problems.append("background confidence is not 1 - the highest window probability")
+    means = [row[f"mean_prob_{c}"] for c in classes]
+    if abs(sum(means) - 1) > 1e-5:
+        problems.append("mean probabilities do not sum to 1")
+    return problems
+
+
+def fake_scan_config(head: Any, **kw: Any) -> Any:
+    """A ScanConfig for the fake backbone with the head folder ``head`` (pipeline tests)."""
+    from scanner.config import ScanConfig
+
+    return ScanConfig(backbones=("fake",), heads={"fake": str(head)}, **kw)
+
+
+def rows_by_name(rows: list[dict]) -> dict[str, dict]:
+    """Table rows keyed by their file's name."""
+    from pathlib import Path
+
+    return {Path(r["path"]).name: r for r in rows}
+
+
+def deleting_after_discovery(victim: Path) -> Any:
+    """``discover`` as it is, but ``victim`` is deleted once the files are listed."""
+    import scanner.audio.discover
+
+    real_discover = scanner.audio.discover.discover
+
+    def discover_then_delete(*args, **kwargs):
+        files = real_discover(*args, **kwargs)
+        victim.unlink()
+        return files
+
+    return discover_then_delete

@@ -92,8 +92,8 @@ def test_started_workers_are_running_before_the_first_task(tmp_path):
 
 def test_scan_closes_its_started_pool_when_the_models_fail_to_load(tmp_path, monkeypatch):
     from scanner.config import ScanConfig
-    from scanner.errors import ScannerError
     from scanner.engines.driver import scan
+    from scanner.errors import ScannerError
 
     closed = []
     real_close = DecodePool.close

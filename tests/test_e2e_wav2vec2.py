@@ -63,7 +63,7 @@ def test_train_and_scan_with_wav2vec2_then_both_backbones(tiny_w2v, labelled, tm
     table = pq.read_table(out).to_pylist()
     assert len(table) == 24 and {r["status"] for r in table} == {"ok"}
     for r in table:
-        assert abs(r["prob_cry"] + r["prob_screaming"] + r["prob_not_screaming"] - 1) < 1e-5
+        assert abs(r["mean_prob_cry"] + r["mean_prob_screaming"] + r["mean_prob_not_screaming"] - 1) < 1e-5
         assert r["backbone"] == "wav2vec2"
 
     both = tmp_path / "both.parquet"
@@ -77,12 +77,12 @@ def test_train_and_scan_with_wav2vec2_then_both_backbones(tiny_w2v, labelled, tm
     classes = ("cry", "screaming", "not_screaming")
     for r in rows:
         assert r["backbone"] == "yamnet+wav2vec2"
-        w2v = np.array([r[f"wav2vec2_prob_{c}"] for c in classes])
-        yam = np.array([r[f"yamnet_prob_{c}"] for c in classes])
+        w2v = np.array([r[f"wav2vec2_mean_prob_{c}"] for c in classes])
+        yam = np.array([r[f"yamnet_mean_prob_{c}"] for c in classes])
         # The wav2vec2 columns are the single-backbone scan's; the ensemble is the weighted mean.
-        np.testing.assert_allclose(w2v, [single[r["path"]][f"prob_{c}"] for c in classes],
+        np.testing.assert_allclose(w2v, [single[r["path"]][f"mean_prob_{c}"] for c in classes],
                                    atol=1e-5)
-        ens = np.array([r[f"prob_{c}"] for c in classes])
+        ens = np.array([r[f"mean_prob_{c}"] for c in classes])
         np.testing.assert_allclose(ens, 0.25 * yam + 0.75 * w2v, atol=1e-5)
         assert r["label"] == classes[int(ens.argmax())]
 

@@ -29,7 +29,7 @@ def test_scan_generated_audio_with_real_yamnet(audio_folder, tmp_path, env_model
     rows = table.to_pylist()
     assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
     for col in ("path", "status", "error", "duration_s", "sample_rate", "channels", "label",
-                "confidence", "prob_cry", "prob_screaming", "prob_not_screaming", "backbone",
+                "confidence", "mean_prob_cry", "mean_prob_screaming", "mean_prob_not_screaming", "backbone",
                 "head"):
         assert col in table.column_names
     # Tones and noise are neither crying nor screaming.

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 from numpy.typing import NDArray
 
-from scanner.backbones.fake import FakeBackbone
 from scanner.audio.discover import discover
+from scanner.backbones.fake import FakeBackbone
 from scanner.engines.local import embed_files
 from scanner.records import Embedding
 
@@ -70,24 +70,24 @@ def test_results_come_in_file_order_equal_to_one_file_at_a_time(tmp_path, concur
         np.testing.assert_array_equal(r.embeddings["fake"].embeddings,
                                       reference.embed(x).embeddings)
     assert sum(len(b) for b in slow.batches) == len(files)
-    if concurrent == 2:
-        assert slow.most_at_once == 2  # a batch started while another one ran
-    else:
-        assert slow.most_at_once == 1
+    assert slow.most_at_once <= concurrent  # never more batches at once than the model allows
+    assert all(sum(b) <= 8.0 for b in slow.batches)  # no batch past batch_s
 
 
-def test_the_idle_model_gets_a_small_batch_then_full_ones_while_busy(tmp_path):
-    files = discover([_folder(tmp_path, n=30)])
-    slow = SlowBackbone(delay_s=0.2)
-    list(embed_files(files, [slow], workers=0, batch_s=10.0, min_batch_s=3.0))
-    sizes = [sum(b) for b in slow.batches]
-    assert sizes[0] == pytest.approx(4.0)  # the first two clips reach 3 s: no waiting for 10 s
-    assert max(sizes) == pytest.approx(10.0)  # gathered to the full size while the model ran
-    assert sum(sizes) == pytest.approx(60.0)
-
-
-def test_a_model_error_in_the_background_reaches_the_caller(tmp_path):
+def test_a_model_error_on_a_batch_costs_only_the_file_that_causes_it(tmp_path):
     files = discover([_folder(tmp_path)])
-    slow = SlowBackbone(concurrent=2, fail_on=2)
-    with pytest.raises(RuntimeError, match="model failed on batch 2"):
-        list(embed_files(files, [slow], workers=0, batch_s=4.0, min_batch_s=4.0))
+    # the model raises on 2.0 s inputs: every clip here; on its own, each fails again
+    failing = SlowBackbone(concurrent=2)
+    failing.fail_on_length_s = 2.0
+    results = list(embed_files(files, [failing], workers=0, batch_s=4.0, min_batch_s=4.0))
+    assert [r.file.path for r in results] == [f.path for f in files]
+    assert all(not r.ok and r.failure.kind == "model" for r in results)
+    assert "illegal memory access" in results[0].failure.message
+    # one bad clip among good ones: only it fails, the others are embedded as usual
+    (tmp_path / "odd.wav").unlink(missing_ok=True)
+    sf.write(tmp_path / "010.wav", np.zeros(16000 * 3, np.float32), 16000)  # 3 s: fine
+    failing.fail_on_length_s = 3.0
+    results = list(embed_files(discover([tmp_path]), [failing], workers=0, batch_s=8.0))
+    bad = [r for r in results if not r.ok]
+    assert [r.file.path.name for r in bad] == ["010.wav"]
+    assert all(r.embeddings["fake"].n_patches for r in results if r.ok)

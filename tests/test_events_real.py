@@ -21,9 +21,9 @@ import soundfile as sf
 from scanner.config import ScanConfig
 from scanner.engines.local import embed_files
 from scanner.events.export import export
-from scanner.records import AudioFile
-from scanner.output.rows import arrow_schema
 from scanner.events.segments import FileSegments, SegmentConfig, analyse_file, event_columns
+from scanner.output.rows import arrow_schema
+from scanner.records import AudioFile
 
 pytestmark = pytest.mark.slow
 

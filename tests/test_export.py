@@ -20,8 +20,8 @@ from scanner.events.export import (
     read_annotations,
     select,
 )
-from scanner.output.rows import arrow_schema, column_types
 from scanner.events.segments import event_columns, events_path, summary_columns
+from scanner.output.rows import arrow_schema, column_types
 from scanner.output.writer import FORMATS, format_for
 
 CLASSES = ("cry", "screaming", "not_screaming")

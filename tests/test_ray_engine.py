@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from scanner.config import ScanConfig
 from scanner.audio.decode import decode_task
 from scanner.audio.discover import discover
+from scanner.config import ScanConfig
 from scanner.engines import ENGINES
+from scanner.engines.driver import scan
 from scanner.engines.ray_engine import (
     ActorPlan,
     _with_timeout,
@@ -31,7 +33,6 @@ from scanner.engines.ray_engine import (
     unpack_files,
 )
 from scanner.errors import ConfigError
-from scanner.engines.driver import scan
 from scanner.records import DecodedClip, DecodeFailure, DecodeTask
 from scanner.testing import noise, sine
 
@@ -109,31 +110,35 @@ def _tasks(file, part_s):
     return list(plan_tasks([file], part_s=part_s))
 
 
-def test_the_model_actor_makes_local_rows_and_isolates_a_file_the_model_fails_on(
-        audio_folder, fake_head, tmp_path, monkeypatch):
+def test_the_model_actor_gives_the_local_engine_embeddings_and_isolates_a_model_failure(
+        audio_folder, fake_head, tmp_path):
     import scanner.engines.ray_engine as engine
+    from scanner.backbones import load_backbone
+    from scanner.engines.local import embed_files
 
-    config = _config(fake_head, batch_s=1000.0)  # every file in one embed_items call
-    scan([audio_folder], tmp_path / "local.parquet", config)
-    expected = {r["path"]: r for r in _rows(tmp_path / "local.parquet")}
+    # every file in one model batch; the 2.0 s clip makes the model raise
+    config = _config(fake_head, batch_s=1000.0,
+                     backbone_options={"fake": {"fail_on_length_s": 2.0}})
     files = discover([audio_folder])
+    local = {str(r.file.path): r for r in embed_files(
+        files, [load_backbone("fake", fail_on_length_s=2.0)], workers=0, batch_s=1000.0)}
     batch = decode_files(_file_rows(files), sample_rate_hz=16000, part_s=config.part_s,
                          max_duration_s=None, timeout_s=None)
     actor = engine.ModelActor(config.to_dict())  # plain Python: Ray only schedules it
-    bad = str(files[2].path)
-    real = engine.embed_items
-
-    def embed_items(items, backbones, transform=None):
-        if any(str(i.file.path) == bad for i in items):
-            raise RuntimeError("CUDA error: an illegal memory access")
-        return real(items, backbones, transform)
-
-    monkeypatch.setattr(engine, "embed_items", embed_items)
-    rows = {r["path"]: r for r in actor(batch).drop_columns(["seconds_taken"]).to_pylist()}
-    assert rows.keys() == expected.keys()
-    assert rows[bad]["status"] == "error" and rows[bad]["error_kind"] == "model"
-    assert "illegal memory access" in rows[bad]["error"]
-    assert all(rows[p] == expected[p] for p in rows if p != bad)  # the others: local rows
+    results = {str(r.file.path): r for r in engine.unpack_results(actor(batch))}
+    assert results.keys() == local.keys()
+    failed = [p for p, r in results.items() if not r.ok]
+    assert len(failed) == 1 and not local[failed[0]].ok
+    assert results[failed[0]].failure.kind == local[failed[0]].failure.kind == "model"
+    assert "illegal memory access" in results[failed[0]].failure.message
+    for path, result in results.items():
+        if path in failed:
+            continue
+        assert replace(result.info, seconds_taken=0) == replace(local[path].info, seconds_taken=0)
+        np.testing.assert_array_equal(result.embeddings["fake"].embeddings,
+                                      local[path].embeddings["fake"].embeddings)
+        np.testing.assert_array_equal(result.embeddings["fake"].starts_s,
+                                      local[path].embeddings["fake"].starts_s)
 
 
 def test_a_slow_decode_becomes_a_timeout_and_a_fast_one_is_untouched(tmp_path):
@@ -197,8 +202,7 @@ def test_without_ray_the_engine_says_how_to_install_it(audio_folder, fake_head, 
     with pytest.raises(ConfigError, match=r"pip install .*\[ray\]"):
         scan_ray([audio_folder], tmp_path / "r.parquet", _config(fake_head))
     with pytest.raises(ConfigError, match="engine ray"):
-        ENGINES.get("local")([audio_folder], tmp_path / "r.parquet", _config(fake_head),
-                             address="auto")
+        ENGINES.get("local")(address="auto")
     assert ENGINES.names() == ["local", "ray"]
 
 
@@ -219,34 +223,37 @@ def test_an_address_nobody_answers_at_fails_fast(audio_folder, fake_head, tmp_pa
     assert not list(tmp_path.glob("*r.parquet*"))  # nothing was written
 
 
-def test_segments_are_refused_rather_than_silently_missing(audio_folder, fake_head, tmp_path):
-    pytest.importorskip("ray")
-    from scanner.events.segments import SegmentConfig
-
-    with pytest.raises(ConfigError, match="segments"):
-        scan_ray([audio_folder], tmp_path / "r.parquet",
-                 _config(fake_head, segments=SegmentConfig()))
-    assert not list(tmp_path.glob("*r.parquet*"))  # nothing was written
-
-
 # --- on a local Ray instance -----------------------------------------------------------------
 
 
-def test_same_rows_as_the_local_engine_bad_and_long_files_included(ray_local, audio_folder,
-                                                                  fake_head, tmp_path):
+def test_same_tables_as_the_local_engine_bad_long_and_model_failing_files_included(
+        ray_local, audio_folder, fake_head, tmp_path):
     (audio_folder / "empty.wav").write_bytes(b"")
     (audio_folder / "text.mp3").write_text("this is not audio\n" * 50)
     _long_file(audio_folder)
-    config = _config(fake_head, part_s=10.0, batch_s=5.0)  # several model batches, 3 parts
+    # several model batches, 3 parts; the model fails on the 2.0 s clip; every table written
+    config = _config(fake_head, part_s=10.0, batch_s=5.0, segments=True, cache=True,
+                     cache_dir=str(tmp_path / "cache-local"),
+                     backbone_options={"fake": {"fail_on_length_s": 2.0}})
     seen = []
     local = scan([audio_folder], tmp_path / "local.parquet", config)
-    ray_ = ENGINES.get("ray")([audio_folder], tmp_path / "ray.parquet", config,
-                              on_files=seen.append, on_row=lambda r: seen.append(r["path"]))
+    ray_ = scan([audio_folder], tmp_path / "ray.parquet",
+                ScanConfig.from_dict({**config.to_dict(), "cache_dir": str(tmp_path / "cache-ray")}),
+                engine=ENGINES.get("ray")(), on_files=seen.append,
+                on_row=lambda r: seen.append(r["path"]))
     assert seen[0] == 9 and sorted(seen[1:]) == sorted(r["path"] for r in _rows(tmp_path / "ray.parquet"))
-    assert (ray_.files, ray_.ok, ray_.errors) == (local.files, local.ok, local.errors) == (9, 7, 2)
+    assert (ray_.files, ray_.ok, ray_.errors) == (local.files, local.ok, local.errors) == (9, 6, 3)
     assert ray_.audio_s == pytest.approx(local.audio_s)
     rows, expected = _rows(tmp_path / "ray.parquet"), _rows(tmp_path / "local.parquet")
-    assert rows == expected  # probabilities, labels, errors, durations: all equal
+    assert rows == expected  # probabilities, labels, events, errors, durations: all equal
+    for kind in ("events", "segments"):
+        assert pq.read_table(tmp_path / f"ray.{kind}.parquet").to_pylist() \
+            == pq.read_table(tmp_path / f"local.{kind}.parquet").to_pylist()
+    model_failed = [r for r in rows if r["error_kind"] == "model"]
+    assert len(model_failed) == 1 and "illegal memory access" in model_failed[0]["error"]
+    cached = [sorted(p.name for p in (tmp_path / d).rglob("*") if p.is_file())
+              for d in ("cache-local", "cache-ray")]
+    assert cached[0] == cached[1] and len(cached[0]) >= 6
     by_name = {Path(r["path"]).name: r for r in rows}
     assert by_name["empty.wav"]["error_kind"] == "empty"
     assert by_name["text.mp3"]["status"] == "error"
@@ -321,4 +328,4 @@ def test_real_yamnet_gives_the_local_engine_labels_and_probabilities(ray_local, 
     assert [r["label"] for r in ray_] == [r["label"] for r in local]
     for a, b in zip(ray_, local, strict=True):
         for c in CLASSES:
-            assert abs(a[f"prob_{c}"] - b[f"prob_{c}"]) <= 1e-4
+            assert abs(a[f"mean_prob_{c}"] - b[f"mean_prob_{c}"]) <= 1e-5

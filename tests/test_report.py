@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from scanner.errors import ScannerError
 from scanner.events.report import load_report, write_report
-from scanner.output.rows import arrow_schema, column_types
 from scanner.events.segments import (
     SegmentConfig,
     event_columns,
@@ -23,6 +22,7 @@ from scanner.events.segments import (
     segments_path,
     summary_columns,
 )
+from scanner.output.rows import arrow_schema, column_types
 from scanner.output.writer import FORMATS, format_for
 
 CLASSES = ("cry", "screaming", "not_screaming")

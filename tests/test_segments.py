@@ -10,8 +10,6 @@ import pytest
 from scanner.backbones.fake import FakeBackbone
 from scanner.classify import Classifier, Model
 from scanner.errors import ConfigError
-from scanner.heads.mlp import MLPHead
-from scanner.records import Embedding
 from scanner.events.segments import (
     SegmentConfig,
     analyse_file,
@@ -29,6 +27,8 @@ from scanner.events.segments import (
     window_labels,
     window_starts,
 )
+from scanner.heads.mlp import MLPHead
+from scanner.records import Embedding
 from scanner.testing import sine
 
 CLASSES = ("cry", "screaming", "not_screaming")
@@ -300,8 +300,7 @@ def test_empty_embedding_gives_no_segments():
 
 
 def test_analyse_result_uses_the_cut_length_and_skips_failures():
-    from scanner.engines.local import ClipInfo, FileResult
-    from scanner.records import AudioFile, DecodeFailure, DecodeTask
+    from scanner.records import AudioFile, ClipInfo, DecodeFailure, DecodeTask, FileResult
 
     backbone = FakeBackbone()
     classifier = Classifier([_band_classifier(backbone)])

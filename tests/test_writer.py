@@ -19,17 +19,17 @@ def _schema():
 
 def _row(path, label="cry"):
     row = {name: None for name in column_types(CLASSES, ["yamnet"])}
-    row.update(path=path, status="ok", label=label, confidence=0.9, size_bytes=1, mtime_ns=2,
-               prob_cry=0.9, prob_screaming=0.05, prob_not_screaming=0.05)
+    row.update(path=path, status="ok", label=label, confidence=0.9, size_bytes=1, mtime=2,
+               mean_prob_cry=0.9, mean_prob_screaming=0.05, mean_prob_not_screaming=0.05)
     return row
 
 
 def test_columns_for_one_and_two_backbones():
     one = column_types(CLASSES, ["yamnet"])
     assert list(one)[:3] == ["path", "status", "error"]
-    assert {"prob_cry", "prob_screaming", "prob_not_screaming", "backbone", "head"} <= set(one)
+    assert {"mean_prob_cry", "mean_prob_screaming", "mean_prob_not_screaming", "backbone", "head"} <= set(one)
     two = column_types(CLASSES, ["yamnet", "wav2vec2"])
-    assert {"yamnet_prob_cry", "wav2vec2_prob_not_screaming", "prob_cry"} <= set(two)
+    assert {"yamnet_mean_prob_cry", "wav2vec2_mean_prob_not_screaming", "mean_prob_cry"} <= set(two)
 
 
 @pytest.mark.parametrize("name,fmt", [("r.parquet", "parquet"), ("r.csv", "csv"),

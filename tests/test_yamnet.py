@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from scanner.backbones import BACKBONES
+from scanner.backbones.yamnet import YAMNetBackbone
 from scanner.backbones.yamnet import backbone as yamnet_module
 from scanner.backbones.yamnet import runtime as rt
-from scanner.backbones.yamnet import YAMNetBackbone
 from scanner.backbones.yamnet.frames import (
     GAP_PATCHES,
     MIN_SAMPLES,

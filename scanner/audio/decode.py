@@ -21,6 +21,7 @@ from pathlib import Path
 
 from scanner.audio.containers import ContainerFacts, container_facts, describe_bytes
 from scanner.audio.decoders import RawDecode, decode_pyav, decode_soundfile
+from scanner.constants import DEFAULT_PART_S, SAMPLE_RATE_HZ
 from scanner.errors import ConfigError, DecodeError, ErrorKind
 from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
 
@@ -45,7 +46,7 @@ _PRIORITY: tuple[ErrorKind, ...] = (
 """When every decoder failed, the kind reported is the first of theirs in this order."""
 
 
-def decode_task(task: DecodeTask, *, sample_rate_hz: int = 16000) -> DecodedClip | DecodeFailure:
+def decode_task(task: DecodeTask, *, sample_rate_hz: int = SAMPLE_RATE_HZ) -> DecodedClip | DecodeFailure:
     """Decode one task to mono float32 at ``sample_rate_hz``; never raises.
 
     Only ``[task.start_s, task.start_s + task.max_s)`` of the file is decoded. Channels are
@@ -257,7 +258,7 @@ def probe_duration(path: str | os.PathLike[str]) -> float | None:
     return None
 
 
-def plan_tasks(files: Iterable[AudioFile], *, part_s: float = 600.0,
+def plan_tasks(files: Iterable[AudioFile], *, part_s: float = DEFAULT_PART_S,
                probe_over_bytes: int = 4_000_000,
                max_duration_s: float | None = None) -> Iterator[DecodeTask]:
     """Turn files into decode tasks, cutting long files into parts of ``part_s`` seconds.

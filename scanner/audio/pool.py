@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from queue import Empty
 
 from scanner.audio.decode import decode_task
+from scanner.constants import SAMPLE_RATE_HZ
+from scanner.device import available_cores
 from scanner.records import DecodedClip, DecodeFailure, DecodeTask
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,8 @@ _WORKER_ENV = {
 
 
 def default_workers() -> int:
-    """One decode worker per core the process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    """One decode worker per core the process may use (its CPU affinity)."""
+    return max(1, available_cores())
 
 
 def _lower_priority() -> None:
@@ -78,7 +77,7 @@ class DecodePool:
         decode: The per-task function run in the workers (tests swap in faulty ones).
     """
 
-    def __init__(self, *, workers: int | None = None, sample_rate_hz: int = 16_000,
+    def __init__(self, *, workers: int | None = None, sample_rate_hz: int = SAMPLE_RATE_HZ,
                  timeout_s: float | None = None, in_flight: int | None = None,
                  decode: Callable[[DecodeTask, int], DecodedClip | DecodeFailure] | None = None
                  ) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from scanner.constants import SAMPLE_RATE_HZ
 from scanner.records import Embedding
 
 
@@ -29,7 +30,7 @@ class Backbone(ABC):
     """
 
     name: ClassVar[str]
-    sample_rate_hz: ClassVar[int] = 16_000
+    sample_rate_hz: ClassVar[int] = SAMPLE_RATE_HZ
     embedding_dim: int
     window_s: float
     hop_s: float
@@ -63,6 +64,11 @@ class Backbone(ABC):
         Must give the same embeddings as calling :meth:`embed` on each (within float tolerance).
         """
         return [self.embed(w) for w in waveforms]
+
+    @property
+    def can_use_gpu(self) -> bool:
+        """Whether this model, as loaded, can run on a GPU (an engine reserves GPUs for it)."""
+        return False
 
     def config(self) -> dict[str, Any]:
         """The preprocessing facts a head records and checks."""

@@ -18,14 +18,21 @@ class FakeBackbone(Backbone):
 
     Deterministic, fast and dependency-free, so pipeline, training and writer tests run
     without TensorFlow or torch. ``source`` is ignored.
+
+    Args:
+        fail_on_length_s: Raise a RuntimeError (as a model crash on one input would) for a
+            waveform of this many seconds; set through ``backbone_options``, so it reaches
+            every engine's model process (tests of per-file model failures).
     """
 
     name = "fake"
 
-    def __init__(self, embedding_dim: int = 16, window_s: float = 0.96, hop_s: float = 0.48) -> None:
+    def __init__(self, embedding_dim: int = 16, window_s: float = 0.96, hop_s: float = 0.48,
+                 fail_on_length_s: float | None = None) -> None:
         self.embedding_dim = embedding_dim
         self.window_s = window_s
         self.hop_s = hop_s
+        self.fail_on_length_s = fail_on_length_s
 
     @classmethod
     def load(cls, source: str | None = None, *, device: str = "auto", threads: int | None = None,
@@ -40,6 +47,9 @@ class FakeBackbone(Backbone):
         win = int(round(self.window_s * self.sample_rate_hz))
         hop = int(round(self.hop_s * self.sample_rate_hz))
         x = np.asarray(waveform, dtype=np.float32)
+        if self.fail_on_length_s is not None \
+                and abs(len(x) / self.sample_rate_hz - self.fail_on_length_s) < 0.01:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
         n = 1 if len(x) <= win else 1 + int(np.ceil((len(x) - win) / hop))
         x = np.pad(x, (0, max(0, (n - 1) * hop + win - len(x))))
         frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop][:n]

@@ -243,6 +243,10 @@ class Wav2Vec2Backbone(Backbone):
                              do_normalize=layer_norm, return_attention_mask=layer_norm)
 
     @property
+    def can_use_gpu(self) -> bool:
+        return True  # torch: any CUDA device
+
+    @property
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "source": self._source, "embedding_dim": self.embedding_dim,
                 "layer": self.layer, "window_s": self.window_s, "hop_s": self.hop_s,

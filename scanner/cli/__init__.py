@@ -2,7 +2,9 @@
 
 Exit codes: 0 every file ok; 1 an unexpected internal error; 2 bad usage; 3 a model, head
 or configuration could not be loaded; 4 the scan finished but some files had errors;
-130 interrupted (Ctrl-C; rerun with ``--resume``).
+5 the output cannot be written (a file scanner did not write, a table another scan is
+writing, an existing table without ``--overwrite``/``--resume``); 130 interrupted (Ctrl-C;
+rerun with ``--resume``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_LOAD_FAILED = 3
 EXIT_FILE_ERRORS = 4
+EXIT_OUTPUT = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -55,6 +58,7 @@ def cli(ctx: click.Context, verbosity: int | None) -> None:
 
 
 def _register() -> None:
+    from scanner.cli.evaluate import evaluate
     from scanner.cli.export import export
     from scanner.cli.report import report
     from scanner.cli.scan import scan
@@ -64,6 +68,7 @@ def _register() -> None:
     cli.add_command(train)
     cli.add_command(export)
     cli.add_command(report)
+    cli.add_command(evaluate)
 
 
 _register()

@@ -64,20 +64,29 @@ log = logging.getLogger("scanner")
 @click.option("--decode-timeout", "decode_timeout_s", type=click.FloatRange(min=1), default=300.0,
               show_default=True, help="Stop decoding a file after this many seconds (error 'timeout').")
 @click.option("--segments", "segments", is_flag=True,
-              help="Also write when things happen: one row per analysis window "
-                   "(OUTPUT.segments.parquet) and merged events (OUTPUT.events.parquet), and "
-                   "event counts per file.")
+              help="Also write one row per analysis window (OUTPUT.segments.parquet). Events "
+                   "(OUTPUT.events.parquet) are always written.")
 @click.option("--window", "window_s", type=click.FloatRange(min=0.1),
-              help="With --segments: analysis window length in seconds (default 1.44).")
+              help="Detection: analysis window length in seconds (default: the head's, else 1.44).")
 @click.option("--hop", "hop_s", type=click.FloatRange(min=0.01),
-              help="With --segments: step between windows in seconds (default 0.48).")
+              help="Detection: step between windows in seconds (default: the head's, else 0.48).")
 @click.option("--smooth", "smooth_windows", type=click.IntRange(min=1),
-              help="With --segments: windows averaged, odd; 1 = no smoothing (default 3).")
+              help="Detection: windows averaged, odd; 1 = no smoothing (default: the head's, else 3).")
 @click.option("--min-event", "min_event_s", type=click.FloatRange(min=0),
-              help="With --segments: drop events shorter than this many seconds (default 1).")
+              help="Detection: drop events shorter than this many seconds (default: the "
+                   "head's, else 1).")
 @click.option("--threshold", "thresholds", multiple=True, metavar="CLASS=P",
-              help="With --segments: probability a class needs to make an event, e.g. "
-                   "'screaming=0.6' (repeatable; default 0.5).")
+              help="Detection: probability a class needs to make an event, e.g. "
+                   "'screaming=0.6' (repeatable; default: the head's validated thresholds).")
+@click.option("--sensitivity", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True,
+              help="Detection: scales every threshold's odds: 2 finds more (and more false "
+                   "alarms), 0.5 fewer.")
+@click.option("--embeddings", "embeddings", is_flag=True,
+              help="Also write every patch's embedding (OUTPUT.embeddings.parquet, float16) for "
+                   "'scanner search' and 'scanner train'.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing results table (never a file scanner did not write).")
 @click.option("--engine", type=click.Choice(ENGINES.names()), default="local", show_default=True,
               help="local: processes on this machine; ray: a Ray cluster "
                    "(pip install -e '.[ray]'; see docs/ray.md).")
@@ -100,7 +109,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          device: str, batch_s: float, max_duration_s: float | None,
          decode_timeout_s: float, segments: bool, window_s: float | None,
          hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
-         thresholds: tuple[str, ...], engine: str, ray_address: str | None, cache: bool,
+         thresholds: tuple[str, ...], sensitivity: float, embeddings: bool, overwrite: bool,
+         engine: str, ray_address: str | None, cache: bool,
          cache_dir: Path | None, resume: bool) -> None:
     """Scan PATHS (folders, recursively, and files) and write one row per audio file.
 
@@ -110,10 +120,10 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
       scanner scan a/ b/ -o results.csv --exclude '*/tmp/*'
       scanner scan ~/recordings --backbone yamnet,wav2vec2 -o both.parquet
     """
-    from scanner.cli import EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_LOAD_FAILED
+    from scanner.cli import EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_LOAD_FAILED, EXIT_OUTPUT
     from scanner.config import ScanConfig
-    from scanner.errors import ScannerError
-    from scanner.engines.driver import ScanInterrupted, load_classifier
+    from scanner.engines.driver import ScanInterrupted, load_classifier, scan
+    from scanner.errors import OutputError, ScannerError
 
     if ray_address and engine != "ray":
         raise click.BadParameter("needs --engine ray", param_hint="--ray-address")
@@ -126,8 +136,14 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
             log.error("%s", e)
             ctx.exit(EXIT_LOAD_FAILED)
     names = parse_backbones(backbone)
-    segment_config = _segment_config(segments, window_s, hop_s, smooth_windows, min_event_s,
-                                     thresholds)
+    from scanner.events.segments import parse_thresholds
+
+    try:
+        parsed_thresholds = parse_thresholds(thresholds)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--threshold") from None
+    detection = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
+                 "min_event_s": min_event_s}
     config = ScanConfig(
         backbones=names, models=per_backbone(models, names, "--model"),
         heads=per_backbone(heads, names, "--head"), weights=parse_weights(weights, names),
@@ -138,11 +154,16 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         device=device, batch_s=batch_s, max_duration_s=max_duration_s,
         decode_timeout_s=decode_timeout_s, resume=resume, cache=cache,
         cache_dir=str(cache_dir) if cache_dir else None, output_format=output_format,
-        segments=segment_config)
+        detection={k: v for k, v in detection.items() if v is not None},
+        thresholds=parsed_thresholds, sensitivity=sensitivity, segments=segments,
+        embeddings=embeddings, overwrite=overwrite, roots=tuple(str(p) for p in paths),
+        command=tuple(sys.argv))
     try:
+        from scanner.events.detection import resolve_detection
+
         classifier = load_classifier(config)
-        if segment_config is not None:
-            segment_config.check_classes(classifier.classes)
+        resolve_detection(classifier, options=config.detection, thresholds=config.thresholds,
+                          sensitivity=config.sensitivity)
     except ScannerError as e:
         log.error("%s", e)
         ctx.exit(EXIT_LOAD_FAILED)
@@ -153,14 +174,17 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     quiet = ctx.obj.get("verbosity", 0) < 0
     bar = _ProgressBar(disable=quiet)
     try:
-        summary = ENGINES.get(engine)(paths, out, config, classifier=classifier,
-                                      address=ray_address, on_files=bar.start,
-                                      on_row=bar.update)
+        summary = scan(paths, out, config, classifier=classifier, on_files=bar.start,
+                       on_row=bar.update, engine=ENGINES.get(engine)(address=ray_address))
     except ScanInterrupted as e:
         bar.close()
         log.warning("interrupted after %d files; committed rows are kept. Continue with: "
                     "scanner scan ... -o %s --resume", e.summary.files, out)
         ctx.exit(EXIT_INTERRUPTED)
+    except OutputError as e:
+        bar.close()
+        log.error("%s", e)
+        ctx.exit(EXIT_OUTPUT)
     except ScannerError as e:
         bar.close()
         log.error("%s", e)
@@ -174,30 +198,6 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     click.echo(summary.line(), err=True)
     if summary.errors:
         ctx.exit(EXIT_FILE_ERRORS)
-
-
-def _segment_config(segments: bool, window_s: float | None, hop_s: float | None,
-                    smooth_windows: int | None, min_event_s: float | None,
-                    thresholds: tuple[str, ...]):
-    """The --segments settings, or None without --segments (bad values: BadParameter)."""
-    from scanner.events.segments import SegmentConfig, parse_thresholds
-
-    given = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
-             "min_event_s": min_event_s}
-    given = {k: v for k, v in given.items() if v is not None}
-    if not segments:
-        if given or thresholds:
-            raise click.UsageError("--window, --hop, --smooth, --min-event and --threshold "
-                                   "need --segments")
-        return None
-    try:
-        parsed = parse_thresholds(thresholds)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--threshold") from None
-    try:
-        return SegmentConfig(**given, thresholds=parsed)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 class _ProgressBar:

@@ -1,53 +1,46 @@
-"""Engines: how the shared stages are scheduled. Each runs discover -> decode -> embed -> head -> rows.
+"""Engines: where and when the shared stages run. The driver does the rest.
 
-* ``local`` (:func:`scanner.engines.driver.scan`): decode worker processes on this machine, the
-  models in this process.
-* ``ray`` (:func:`scanner.engines.ray_engine.scan_ray`): a Ray Dataset of files, decoding in
-  CPU tasks, the models in an actor pool (GPUs when the cluster has them).
+* ``local`` (:class:`scanner.engines.local.LocalEngine`): decode worker processes on this
+  machine, the models in this process.
+* ``ray`` (:class:`scanner.engines.ray_engine.RayEngine`): a Ray Dataset of files, decoding in
+  CPU tasks, the models in an actor pool (GPUs when the cluster has them and a model can use
+  them).
 
-Both take the same arguments and return the same :class:`~scanner.engines.driver.ScanSummary`, and
-write the same table. The entries import their engine lazily, so listing the engines (the
-CLI's ``--engine`` choices) imports neither Ray nor a model framework.
+Each engine yields one :class:`~scanner.records.FileResult` per file; the driver
+(:func:`scanner.engines.driver.scan`) runs discovery, resume, the per-file chain
+(:mod:`scanner.engines.chain`: rows, events, segments, cache, vectors), commits and the final
+tables, the same for both. The registry's entries import their engine lazily, so listing the
+engines (the CLI's ``--engine`` choices) imports neither Ray nor a model framework.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from scanner.errors import ConfigError
 from scanner.registry import Registry
 
 if TYPE_CHECKING:
-    from scanner.classify import Classifier
-    from scanner.config import ScanConfig
-    from scanner.engines.driver import ScanSummary
+    from scanner.engines.driver import Engine
 
-Engine = Callable[..., "ScanSummary"]
-ENGINES: Registry[Engine] = Registry("engine")
+EngineFactory = Callable[..., "Engine"]
+ENGINES: Registry[EngineFactory] = Registry("engine")
 
 
 @ENGINES.register("local")
-def run_local(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None = None, *,
-              classifier: Classifier | None = None, address: str | None = None,
-              on_files: Callable[[int], None] | None = None,
-              on_row: Callable[[dict[str, Any]], None] | None = None) -> ScanSummary:
+def local_engine(*, address: str | None = None, **options: object) -> Engine:
     """The local engine (``address`` must be None: it belongs to the Ray engine)."""
     if address is not None:
         raise ConfigError("a Ray address was given but the engine is 'local'; use --engine ray")
-    from scanner.engines.driver import scan
+    from scanner.engines.local import LocalEngine
 
-    return scan(paths, out, config, classifier=classifier, on_files=on_files, on_row=on_row)
+    return LocalEngine(**options)
 
 
 @ENGINES.register("ray")
-def run_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None = None, *,
-            classifier: Classifier | None = None, address: str | None = None,
-            on_files: Callable[[int], None] | None = None,
-            on_row: Callable[[dict[str, Any]], None] | None = None) -> ScanSummary:
+def ray_engine(*, address: str | None = None, **options: object) -> Engine:
     """The Ray engine (``address`` None starts a local Ray instance)."""
-    from scanner.engines.ray_engine import scan_ray
+    from scanner.engines.ray_engine import RayEngine
 
-    return scan_ray(paths, out, config, address=address, classifier=classifier,
-                    on_files=on_files, on_row=on_row)
+    return RayEngine(address=address, **options)

@@ -3,12 +3,15 @@
 ::
 
     driver: discover, --resume filter          -> a Dataset of file rows, a few files per block
-    CPU tasks: decode_files (plan_tasks, decode_task)   -> one row per file: its audio, its records
-    actor pool: ModelActor (embed_items, Stitcher, make_row; one model load per actor, a GPU
-                each when the cluster has GPUs)         -> one table row per file
-    driver: rows stream back -> TableSink (committed Parquet parts, then the final table)
+    CPU tasks: decode_files (plan_parts, decode_task)   -> one row per file: its audio, its records
+    actor pool: ModelActor (Batcher, embed_items, Stitcher; one model load per actor, a GPU
+                each when the cluster has GPUs)         -> one FileResult per file (embeddings)
+    driver: FileResults stream back -> the driver's per-file chain (rows, events, segments,
+            cache, vectors), exactly as for the local engine
 
-Only the scheduling lives here: every stage is the function the local engine calls.
+Only the scheduling lives here: every stage is the function the local engine calls, and
+everything after embedding runs in the driver's chain, so both engines give the same tables.
+A file's embeddings travel back as an ``.npz`` blob (no pickle; about 30 MB per hour of audio).
 
 A long file is decoded in parts (``plan_tasks``) by one task and travels as one row: its
 ``waveform`` is the parts' samples end to end and ``parts`` a JSON list of each part's record
@@ -16,7 +19,8 @@ without its samples. The actor that gets the file so has all of its parts and th
 completes it in the same call; no part can reach another actor. The price is one large row
 per long file (16 kHz float32: 230 MB per hour of audio; ``--max-duration`` bounds it).
 
-Failures: a bad file is an error row made by the shared decode and row functions. A worker
+Failures: a bad file is a failure made by the shared decode function; a model error on one
+file is a ``model`` failure for that file (:func:`~scanner.engines.stages.embed_items`). A worker
 that dies (a decoder segfault, a decode stuck in C code past the timeout, a lost node) loses
 its block; the block's files come back missing and are run again one file per block, and a
 file lost again becomes a ``crashed`` row, as in the local engine.
@@ -33,30 +37,39 @@ import signal
 import socket
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from scanner.audio.decode import decode_task
 from scanner.config import ScanConfig
-from scanner.audio.decode import decode_task, plan_tasks
-from scanner.engines.local import FileResult, Stitcher, embed_items, overlap_for, with_overlap
-from scanner.errors import ConfigError
-from scanner.engines.driver import (
-    ScanSummary,
-    load_classifier,
-    make_row,
-    results_schema,
-    scan,
+from scanner.device import parse_device
+from scanner.engines.driver import ScanSummary, scan
+from scanner.engines.stages import (
+    Batcher,
+    Stitcher,
+    embed_items,
+    needs_scores,
+    overlap_for,
+    plan_parts,
+    sample_rate_of,
 )
-from scanner.records import AudioFile, DecodedClip, DecodeFailure, DecodeTask
+from scanner.errors import ConfigError
+from scanner.records import (
+    AudioFile,
+    ClipInfo,
+    DecodedClip,
+    DecodeFailure,
+    DecodeTask,
+    Embedding,
+    FileResult,
+)
 
 if TYPE_CHECKING:
     from scanner.classify import Classifier
@@ -70,7 +83,6 @@ INSTALL_HINT = ("the Ray engine needs Ray: pip install 'cry-scream-scanner[ray]'
                 "(in a checkout: pip install -e '.[ray]')")
 MAX_FILES_PER_BLOCK = 32  # a decode task's files; a worker that dies costs this many at first
 ACTOR_BATCH_FILES = 32  # files per actor call; the actor then batches by batch_s like embed_files
-MAX_CHUNK_FILES = 256  # as embed_files' max_batch_files
 DECODE_RETRIES = 1  # Ray Data's default (-1) would retry a file that kills its worker forever
 MODEL_RETRIES = 1
 DECODE_CPU_SHARE = 0.2  # of a CPU-only cluster's cores left to decoding (see actor_plan)
@@ -86,6 +98,9 @@ FILE_SCHEMA = pa.schema([("path", pa.string()), ("size_bytes", pa.int64()),
 DECODED_SCHEMA = FILE_SCHEMA.append(pa.field("waveform", pa.large_list(pa.float32()))) \
     .append(pa.field("parts", pa.string()))
 """One decoded file: all its parts' samples end to end, and their records as JSON."""
+RESULT_SCHEMA = FILE_SCHEMA.append(pa.field("record", pa.string())) \
+    .append(pa.field("arrays", pa.large_binary()))
+"""One FileResult: its info or failure as JSON, its embeddings as an ``.npz`` blob."""
 
 
 def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | None = None, *,
@@ -93,7 +108,7 @@ def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | 
              on_files: Callable[[int], None] | None = None,
              on_row: Callable[[dict[str, Any]], None] | None = None,
              decode: Decode | None = None) -> ScanSummary:
-    """Scans ``paths`` on Ray and writes the same table as :func:`scanner.engines.driver.scan`.
+    """Scans ``paths`` on Ray and writes the same tables as the local engine.
 
     Args:
         paths: Folders (walked recursively) and files, on storage every Ray node mounts.
@@ -101,8 +116,8 @@ def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | 
         config: Scan settings (defaults: YAMNet with its default head).
         address: Ray cluster address (``auto``, ``HOST:6379``, ``ray://HOST:10001``); None
             starts a local Ray instance (or uses ``RAY_ADDRESS``, or a running ``ray.init``).
-        classifier: Already loaded models, for the table's schema and error rows (else
-            loaded from ``config``); the actors load their own from ``config``.
+        classifier: Already loaded models (else loaded from ``config``); the driver's chain
+            applies them; the actors load their own backbones from ``config``.
         on_files: Called once with the number of files to process.
         on_row: Called with each row as it arrives.
         decode: The per-task decode run in the tasks (tests swap in faulty ones).
@@ -111,16 +126,35 @@ def scan_ray(paths: Sequence[str | Path], out: str | Path, config: ScanConfig | 
         A summary. Raises ScanInterrupted on Ctrl-C after keeping the committed rows, and
         ConfigError when Ray is missing or the cluster cannot be reached.
     """
-    require_ray()
-    config = config or ScanConfig()
-    if config.segments is not None:
-        raise ConfigError("time-stamped segments and events (--segments) are not available "
-                          "with the Ray engine yet; use --engine local")
-    _check_reachable(address)  # before the output is touched
-    classifier = classifier or load_classifier(config)
-    _sample_rate(classifier)  # fails before the output is touched
     return scan(paths, out, config, classifier=classifier, on_files=on_files, on_row=on_row,
-                rows=partial(ray_rows, address=address, decode=decode))
+                engine=RayEngine(address=address, decode=decode))
+
+
+class RayEngine:
+    """Schedules the stages on a Ray cluster (see the module docstring).
+
+    Args:
+        address: See :func:`scan_ray`.
+        decode: The per-task decode run in the tasks (tests swap in faulty ones).
+    """
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, decode: Decode | None = None) -> None:
+        self.address = address
+        self.decode = decode
+
+    def prepare(self, config: ScanConfig, sample_rate_hz: int | None) -> None:
+        require_ray()
+        _check_reachable(self.address)  # before the output is touched
+
+    def results(self, todo: Sequence[AudioFile], config: ScanConfig, classifier: Classifier
+                ) -> Iterator[FileResult]:
+        sample_rate_of(classifier.backbones)
+        return ray_results(todo, config, classifier, address=self.address, decode=self.decode)
+
+    def close(self) -> None:
+        pass
 
 
 def require_ray() -> None:
@@ -152,63 +186,62 @@ def actor_plan(resources: Mapping[str, float], config: ScanConfig, *,
     Args:
         resources: ``ray.cluster_resources()``.
         config: The scan's settings (``device``, ``threads``).
-        gpu_models: Whether any of the models can use a GPU (a TFLite model cannot: it
-            gets CPU actors even on GPU nodes).
+        gpu_models: Whether any of the models can use a GPU (``Backbone.can_use_gpu``; a
+            TFLite model cannot: it gets CPU actors even on GPU nodes).
 
     Raises:
         ConfigError: A CUDA device was asked for and the cluster has no GPU.
     """
     cpus = max(1, int(resources.get("CPU", 1)))
     gpus = int(resources.get("GPU", 0)) if gpu_models else 0
-    device = (config.device or "auto").strip().lower()
+    wanted = parse_device(config.device)
     threads = min(config.threads or 1, cpus)
-    if device.startswith("cuda") and gpu_models and not gpus:
+    if wanted.wants_cuda and gpu_models and not gpus:
         raise ConfigError(f"device {config.device!r} was asked for but the Ray cluster has no GPU")
-    if gpus and device != "cpu":
+    device = str(wanted)
+    if gpus and wanted.kind != "cpu":
         # Ray gives each actor its own GPU through CUDA_VISIBLE_DEVICES: inside, it is "cuda".
-        return ActorPlan(gpus, threads, 1, "cuda" if device.startswith("cuda") else device)
+        return ActorPlan(gpus, threads, 1, "cuda" if wanted.wants_cuda else device)
     # Measured on a mixed folder (docs/ray.md): decoding ~1,700x realtime per core, the
     # TFLite YAMNet 180-450x per thread, so on CPUs the model needs most of the cores.
     decode_cpus = max(1, math.ceil(cpus * DECODE_CPU_SHARE))
     return ActorPlan(max(1, (cpus - decode_cpus) // threads), threads, 0, device)
 
 
-def ray_rows(todo: Sequence[AudioFile], config: ScanConfig, classifier: Classifier, *,
-             address: str | None = None, decode: Decode | None = None
-             ) -> Iterator[dict[str, Any]]:
-    """One table row per file, made on Ray, in no particular order (the writer sorts).
+def ray_results(todo: Sequence[AudioFile], config: ScanConfig, classifier: Classifier, *,
+                address: str | None = None, decode: Decode | None = None
+                ) -> Iterator[FileResult]:
+    """One FileResult per file, made on Ray, in no particular order (the writer sorts).
 
     A pass over all files; a pass, one file per block, over the files a dead worker lost;
-    then a ``crashed`` row for each file lost twice. Ray is started (or reached at
+    then a ``crashed`` failure for each file lost twice. Ray is started (or reached at
     ``address``) only when there are files, and shut down after if this started it.
 
     Args:
         todo: Files to scan.
-        config: Scan settings; the actors load their models from it.
-        classifier: The driver's models: their sample rate, and the rows of lost files.
+        config: Scan settings; the actors load their backbones from it.
+        classifier: The driver's models: their sample rate, overlap and GPU use.
         address: See :func:`scan_ray`.
         decode: The per-task decode run in the tasks (tests swap in faulty ones).
     """
     if not todo:
         return
     with _ray_session(address):
-        yield from _rows(list(todo), config, classifier, decode or _decode)
+        yield from _results(list(todo), config, classifier, decode or _decode)
 
 
-def _rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier,
-          decode: Decode) -> Iterator[dict[str, Any]]:
+def _results(todo: list[AudioFile], config: ScanConfig, classifier: Classifier,
+             decode: Decode) -> Iterator[FileResult]:
     import ray
 
-    sample_rate_hz = _sample_rate(classifier)
     resources = ray.cluster_resources()
-    # The TFLite runtime has no GPU path: holding a GPU per actor would idle it and starve
-    # the model of actors.
-    gpu_models = any(b.identity.get("format") != "tflite" for b in classifier.backbones)
-    plan = actor_plan(resources, config, gpu_models=gpu_models)
+    plan = actor_plan(resources, config,
+                      gpu_models=any(b.can_use_gpu for b in classifier.backbones))
     log.info("Ray: up to %d model actor(s) (%d CPU, %d GPU each), decoding on the other CPUs",
              plan.actors, plan.num_cpus, plan.num_gpus)
     cpus = max(1, int(resources.get("CPU", 1)))
     per_block = max(1, min(MAX_FILES_PER_BLOCK, math.ceil(len(todo) / (4 * cpus))))
+    keep_scores = needs_scores(m.head for m in classifier.models)
     seen: set[str] = set()
     lost = todo
     for files_per_block, batch_files in ((per_block, ACTOR_BATCH_FILES), (1, 1)):
@@ -217,20 +250,22 @@ def _rows(todo: list[AudioFile], config: ScanConfig, classifier: Classifier,
         if lost is not todo:
             log.warning("%d files were lost with a Ray worker; running them one at a time",
                         len(lost))
-        for row in _run_dataset(lost, config, sample_rate_hz, overlap_for(classifier.backbones),
-                                plan, files_per_block, batch_files, decode):
-            if row["path"] not in seen:  # a retried task may deliver a file twice
-                seen.add(row["path"])
-                yield row
+        for result in _run_dataset(lost, config, sample_rate_of(classifier.backbones),
+                                   overlap_for(classifier.backbones), plan, files_per_block,
+                                   batch_files, decode, keep_scores):
+            key = str(result.file.path)
+            if key not in seen:  # a retried task may deliver a file twice
+                seen.add(key)
+                yield result
         lost = [f for f in lost if str(f.path) not in seen]
     for file in lost:
-        failure = DecodeFailure(task=DecodeTask(file), kind="crashed", message=CRASHED_MESSAGE)
-        yield make_row(FileResult(file, failure=failure), classifier)
+        yield FileResult(file, failure=DecodeFailure(task=DecodeTask(file), kind="crashed",
+                                                     message=CRASHED_MESSAGE))
 
 
 def _run_dataset(files: list[AudioFile], config: ScanConfig, sample_rate_hz: int,
                  overlap_s: float, plan: ActorPlan, files_per_block: int, batch_files: int,
-                 decode: Decode) -> Iterator[dict[str, Any]]:
+                 decode: Decode, keep_scores: bool) -> Iterator[FileResult]:
     import ray
 
     blocks = [pa.Table.from_pylist([{"path": str(f.path), "size_bytes": f.size_bytes,
@@ -259,10 +294,11 @@ def _run_dataset(files: list[AudioFile], config: ScanConfig, sample_rate_hz: int
                             max_retries=DECODE_RETRIES)
         ds = ds.map_batches(ModelActor, batch_size=batch_files, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),
-                            fn_constructor_kwargs={"config": actor_config.to_dict()},
+                            fn_constructor_kwargs={"config": actor_config.to_dict(),
+                                                   "keep_scores": keep_scores},
                             **model_args)
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            yield from batch.to_pylist()
+            yield from unpack_results(batch)
 
 
 # --- decoding: CPU tasks ----------------------------------------------------------------
@@ -273,8 +309,9 @@ def decode_files(batch: pa.Table, *, sample_rate_hz: int, part_s: float,
                  overlap_s: float = 0.0, decode: Decode | None = None) -> pa.Table:
     """Decodes a block of files (``path``, ``size_bytes``, ``mtime_ns``) into DECODED_SCHEMA rows.
 
-    Each file's parts (``plan_tasks``, extended by ``overlap_s`` as in ``embed_files``) are
-    decoded in order, stopping at the first failure (the Stitcher would drop the later parts).
+    Each file's parts (:func:`~scanner.engines.stages.plan_parts`, as the local engine plans
+    them, with the backbones' ``overlap_s``) are decoded in order, stopping at the first
+    failure (the Stitcher would drop the later parts).
     """
     decode = decode or _decode
     decoded = []
@@ -282,9 +319,8 @@ def decode_files(batch: pa.Table, *, sample_rate_hz: int, part_s: float,
                                  batch.column("size_bytes").to_pylist(),
                                  batch.column("mtime_ns").to_pylist(), strict=True):
         parts: list[Item] = []
-        for task in plan_tasks([AudioFile(Path(path), size, mtime)], part_s=part_s,
-                               max_duration_s=max_duration_s):
-            task = with_overlap(task, overlap_s)
+        for task in plan_parts([AudioFile(Path(path), size, mtime)], overlap_s=overlap_s,
+                               part_s=part_s, max_duration_s=max_duration_s):
             parts.append(_with_timeout(decode, task, sample_rate_hz, timeout_s))
             if isinstance(parts[-1], DecodeFailure):
                 break
@@ -419,64 +455,104 @@ def _list_values(column: pa.ChunkedArray) -> list[np.ndarray]:
 
 
 class ModelActor:
-    """Ray Data callable class: loads the models once, then turns decoded files into rows.
+    """Ray Data callable class: loads the backbones once, then turns decoded files into
+    FileResults (RESULT_SCHEMA rows) with the same Batcher, model call and Stitcher as the
+    local engine.
 
     Args:
         config: ``ScanConfig.to_dict()`` (the scan's settings, with this actor's threads and
             device).
+        keep_scores: Keep the backbones' own class scores (a head reads them).
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], keep_scores: bool = True) -> None:
+        from scanner.backbones import load_backbone
+
         self.config = ScanConfig.from_dict(config)
-        self.classifier = load_classifier(self.config)
-        self.schema = results_schema(self.config, self.classifier).remove_metadata()
-        self.batch_samples = self.config.batch_s * _sample_rate(self.classifier)
-        self.overlap_s = overlap_for(self.classifier.backbones)  # as decode_files used
+        self.backbones = [load_backbone(name, self.config.models.get(name),
+                                        device=self.config.device, threads=self.config.threads,
+                                        **self.config.backbone_options.get(name, {}))
+                          for name in self.config.backbones]
+        self.sample_rate_hz = sample_rate_of(self.backbones)
+        self.keep_scores = keep_scores
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows: list[dict[str, Any]] = []
-        chunk: list[list[Item]] = []
-        samples = 0
+        stitcher = Stitcher(overlap_for(self.backbones), keep_scores=self.keep_scores)
+        batcher = Batcher(self.sample_rate_hz, self.config.batch_s)
+        results: list[FileResult] = []
         for parts in unpack_files(batch):
-            chunk.append(parts)
-            samples += sum(len(p.waveform) for p in parts if isinstance(p, DecodedClip))
-            if samples >= self.batch_samples or len(chunk) >= MAX_CHUNK_FILES:
-                rows += self._rows(chunk)
-                chunk, samples = [], 0
-        rows += self._rows(chunk)
-        return pa.Table.from_pylist(rows, schema=self.schema)
+            for part in parts:
+                batcher.add(part)
+            if batcher.full:  # whole files only: a file's parts stay in one model batch
+                results += stitcher.add_all(embed_items(batcher.take(), self.backbones))
+        if batcher.items:
+            results += stitcher.add_all(embed_items(batcher.take(), self.backbones))
+        return pack_results(results)
 
-    def _rows(self, chunk: list[list[Item]]) -> list[dict[str, Any]]:
-        """Rows of whole files: one embed_items call, then the Stitcher and make_row."""
-        if not chunk:
-            return []
-        try:
-            embedded = embed_items([p for parts in chunk for p in parts],
-                                   self.classifier.backbones)
-        except Exception as e:  # noqa: BLE001 - one file's failure must not cost the others
-            if len(chunk) > 1:
-                return [row for parts in chunk for row in self._rows([parts])]
-            failure = DecodeFailure(task=chunk[0][0].task, kind="model",
-                                    message=f"embedding failed: {type(e).__name__}: {e}",
-                                    traceback=traceback.format_exc())
-            return [make_row(FileResult(failure.file, failure=failure), self.classifier)]
-        stitcher = Stitcher(self.overlap_s)
-        rows = []
-        for item, embeddings in embedded:
-            result = stitcher.add(item, embeddings)
-            if result is not None:
-                rows.append(make_row(result, self.classifier))
-        return rows
+
+def pack_results(results: Sequence[FileResult]) -> pa.Table:
+    """FileResults -> RESULT_SCHEMA rows (info/failure as JSON, embeddings as ``.npz``)."""
+    import io
+
+    records, blobs = [], []
+    for result in results:
+        record: dict[str, Any] = {"info": None, "failure": None, "window_s": {}}
+        if result.failure is not None:
+            failure = {f.name: getattr(result.failure, f.name) for f in fields(DecodeFailure)
+                       if f.name != "task"}
+            failure["task"] = {f.name: getattr(result.failure.task, f.name)
+                               for f in fields(DecodeTask) if f.name != "file"}
+            record["failure"] = failure
+        if result.info is not None:
+            record["info"] = {f.name: getattr(result.info, f.name) for f in fields(ClipInfo)}
+        arrays: dict[str, np.ndarray] = {}
+        for k, (name, emb) in enumerate(result.embeddings.items()):
+            record["window_s"][name] = emb.window_s
+            arrays[f"{k}.embeddings"] = emb.embeddings
+            arrays[f"{k}.starts_s"] = emb.starts_s
+            if emb.scores is not None:
+                arrays[f"{k}.scores"] = emb.scores
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        records.append(json.dumps(record, default=_plain))
+        blobs.append(buffer.getvalue())
+    return pa.table({
+        "path": [str(r.file.path) for r in results],
+        "size_bytes": [r.file.size_bytes for r in results],
+        "mtime_ns": [r.file.mtime_ns for r in results],
+        "record": records,
+        "arrays": pa.array(blobs, pa.large_binary()),
+    }, schema=RESULT_SCHEMA)
+
+
+def unpack_results(batch: pa.Table) -> list[FileResult]:
+    """RESULT_SCHEMA rows -> FileResults, as the actor made them."""
+    import io
+
+    out = []
+    for path, size, mtime, record, blob in zip(
+            batch.column("path").to_pylist(), batch.column("size_bytes").to_pylist(),
+            batch.column("mtime_ns").to_pylist(), batch.column("record").to_pylist(),
+            batch.column("arrays").to_pylist(), strict=True):
+        file = AudioFile(Path(path), size, mtime)
+        meta = json.loads(record)
+        failure = None
+        if meta["failure"] is not None:
+            f = meta["failure"]
+            failure = DecodeFailure(task=DecodeTask(file=file, **f.pop("task")),
+                                    **{**f, "details": tuple(f["details"])})
+        info = ClipInfo(**meta["info"]) if meta["info"] is not None else None
+        embeddings = {}
+        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+            for k, (name, window_s) in enumerate(meta["window_s"].items()):
+                scores = arrays[f"{k}.scores"] if f"{k}.scores" in arrays.files else None
+                embeddings[name] = Embedding(arrays[f"{k}.embeddings"], arrays[f"{k}.starts_s"],
+                                             float(window_s), scores)
+        out.append(FileResult(file, info, embeddings, failure))
+    return out
 
 
 # --- Ray session --------------------------------------------------------------------------
-
-
-def _sample_rate(classifier: Classifier) -> int:
-    rates = {b.sample_rate_hz for b in classifier.backbones}
-    if len(rates) != 1:
-        raise ConfigError(f"backbones want different sample rates {sorted(rates)}")
-    return rates.pop()
 
 
 @contextmanager

@@ -125,7 +125,7 @@ def load_report(results: Path, *, top_files: int = 10, max_errors: int = 50) -> 
                            f"column); pass the file table, not the events or segments table")
     meta = _metadata(results, table)
     rows = table.to_pylist()
-    seg_options = (meta.get("options") or {}).get("segments") or meta.get("segments") or {}
+    seg_options = meta.get("detection") or {}
     background = seg_options.get("background", DEFAULT_BACKGROUND)
     classes = list(meta.get("classes") or [c[5:] for c in table.column_names
                                            if c.startswith("prob_")])

@@ -334,9 +334,11 @@ def segment_probs(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
         return FileSegments([], [], summarise([], classes, config.background))
     smoothed = smooth(probs, config.smooth_windows)
     own_start, own_end = window_bounds(starts_s, ends_s, max(duration_s, float(ends_s[-1])))
+    # A recording shorter than the minimum event length can still be one event, end to end.
+    min_event_s = min(config.min_event_s, float(own_end[-1]) - float(own_start[0]))
     events, labels = merge_events(window_labels(smoothed, classes, config), own_start, own_end,
                                   probs, classes, background=config.background,
-                                  min_event_s=config.min_event_s)
+                                  min_event_s=min_event_s)
     segments = []
     for k, label in enumerate(labels):
         row: dict[str, Any] = {"start_s": round(float(starts_s[k]), 3),

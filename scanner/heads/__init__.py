@@ -50,7 +50,21 @@ def load_head(spec: str | Path | None, *, backbone: str = "yamnet") -> Head:
         kind = json.loads(meta_file.read_text()).get("kind", "mlp")
     except json.JSONDecodeError as e:
         raise ScannerError(f"{meta_file} is not valid JSON: {e}") from e
-    return HEADS.get(kind).load(path)
+    head = HEADS.get(kind).load(path)
+    head.sha256 = folder_sha256(path)
+    return head
+
+
+def folder_sha256(folder: Path) -> str:
+    """One SHA-256 over a head folder's ``head.json`` and weight files (the head's identity)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in sorted(folder.iterdir()):
+        if file.name == "head.json" or file.suffix in (".safetensors", ".npz"):
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 __all__ = ["HEADS", "Head", "builtin_heads", "default_head_name", "load_head", "register_head"]

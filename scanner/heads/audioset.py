@@ -3,7 +3,7 @@
 ``Crying, sobbing`` and ``Baby cry, infant cry`` count for ``cry`` (the larger of the two),
 ``Screaming`` for ``screaming``. Their pooled scores enter a 3-class logistic model on the
 scores' logits, whose few weights were calibrated on real labelled clips (see
-``training/calibrate_audioset.py``); everything else is ``not_screaming``.
+``benchmarks/calibrate_audioset.py``); everything else is ``not_screaming``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ CLASS_SOURCES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _logit(p: NDArray[np.float32]) -> NDArray[np.float32]:
+def logit(p: NDArray[np.float32]) -> NDArray[np.float32]:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
 
@@ -72,7 +72,7 @@ class AudioSetHead(Head):
 
     def predict_proba(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         x = np.atleast_2d(np.asarray(x, np.float32))
-        z = _logit(self.mapped_scores(x))
+        z = logit(self.mapped_scores(x))
         return softmax(z @ self.weight.T + self.bias)
 
     def check_model(self, backbone: Any) -> None:

@@ -134,7 +134,7 @@ class TableSink:
     """
 
     def __init__(self, out: Path, schema: Any, *, fmt: str = "parquet", resume: bool = False,
-                 sort_by: str | None = "path") -> None:
+                 sort_by: str | None = "path", committed: set[int] | None = None) -> None:
         self.out = Path(out)
         self.schema = schema
         self.format = FORMATS.get(fmt)()
@@ -143,14 +143,31 @@ class TableSink:
         self._previous: list[Any] = []
         self._resumed_parts: set[str] = set()
         if resume:
+            if committed is not None:
+                self._drop_uncommitted(committed)
             self._previous = self._read_previous()
         elif self.parts.exists():
             shutil.rmtree(self.parts)
         self.parts.mkdir(parents=True, exist_ok=True)
         # after the highest number kept: a count reuses a dropped part's number and overwrites
         # a later part
-        self._n_parts = max((int(p.stem.rsplit("-", 1)[1])
-                             for p in self.parts.glob("part-*.parquet")), default=0)
+        self._n_parts = max(self.committed_parts(), default=0)
+
+    def committed_parts(self) -> set[int]:
+        """Numbers of the parts committed so far (kept for ``--resume``)."""
+        return {int(p.stem.rsplit("-", 1)[1]) for p in self.parts.glob("part-*.parquet")} \
+            if self.parts.is_dir() else set()
+
+    @property
+    def last_part(self) -> int:
+        return self._n_parts
+
+    def _drop_uncommitted(self, committed: set[int]) -> None:
+        """A table beside the file table: its parts whose commit never reached the file table
+        (a crash or a full disk between the two) are dropped, so their files are redone whole."""
+        for number in self.committed_parts() - committed:
+            log.info("dropping %s part %d: its commit did not complete", self.out.name, number)
+            (self.parts / f"part-{number:06d}.parquet").unlink(missing_ok=True)
 
     def _read_previous(self) -> list[Any]:
         import pyarrow.parquet as pq
@@ -186,19 +203,45 @@ class TableSink:
         """Rows of the run being resumed (final table and committed parts)."""
         return [row for t in self._previous for row in t.to_pylist()]
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Commits ``rows`` as one part file (atomic: temporary name, then rename)."""
+    def previous_keys(self) -> dict[str, tuple[int, int, str | None]]:
+        """By path, each earlier row's size, mtime (ns) and error kind (None for ok rows);
+        read column-wise, so resuming a large table is quick."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        out: dict[str, tuple[int, int, str | None]] = {}
+        for t in self._previous:
+            kinds = pc.if_else(pc.equal(t.column("status"), "error"), t.column("error_kind"),
+                               pa.scalar(None, pa.string())).to_pylist()
+            mtimes = t.column("mtime").cast(pa.int64()).to_pylist()
+            for path, size, mtime, kind in zip(t.column("path").to_pylist(),
+                                               t.column("size_bytes").to_pylist(), mtimes, kinds,
+                                               strict=True):
+                out[path] = (size, mtime, kind)
+        return out
+
+    def write(self, rows: Sequence[dict[str, Any]], *, number: int | None = None) -> None:
+        """Commits ``rows`` as one part file (atomic: temporary name, then rename).
+
+        Args:
+            number: The commit's number, shared by every table of one commit (None: the
+                next). A commit with no rows writes no part.
+        """
+        self._n_parts = number if number is not None else self._n_parts + 1
         if not rows:
             return
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pylist(list(rows), schema=self.schema)
-        self._n_parts += 1
         final = self.parts / f"part-{self._n_parts:06d}.parquet"
         tmp = self.parts / f".tmp-{self._n_parts:06d}.parquet"
-        pq.write_table(table, tmp)
-        os.replace(tmp, final)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def finish(self, drop_paths: Iterable[str] = ()) -> int:
         """Writes the final table from the earlier run's rows and every part; returns its rows.

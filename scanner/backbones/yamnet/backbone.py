@@ -19,20 +19,21 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones import register_backbone
-from scanner.backbones.yamnet import runtime as rt
 from scanner.backbones.base import Backbone
 from scanner.backbones.replicas import Replicas
 from scanner.backbones.sources import MODEL_DIR_ENV, hub_offline, model_dir
+from scanner.backbones.yamnet import runtime as rt
 from scanner.backbones.yamnet.frames import (
     MIN_SAMPLES,
     PATCH_HOP_SAMPLES,
-    SAMPLE_RATE_HZ,
     Call,
     call_input,
     n_patches,
     plan_calls,
 )
 from scanner.backbones.yamnet.split import SplitRunner, load_split, patch_view
+from scanner.constants import SAMPLE_RATE_HZ, YAMNET_EMBEDDING_DIM, YAMNET_HOP_S, YAMNET_PATCH_S
+from scanner.device import parse_device
 from scanner.errors import ConfigError, ModelNotFoundError, ScannerError
 from scanner.records import Embedding
 
@@ -66,9 +67,9 @@ class YAMNetBackbone(Backbone):
 
     name = "yamnet"
     sample_rate_hz = SAMPLE_RATE_HZ
-    embedding_dim = rt.EMBEDDING_DIM
-    window_s = 0.96
-    hop_s = 0.48
+    embedding_dim = YAMNET_EMBEDDING_DIM
+    window_s = YAMNET_PATCH_S
+    hop_s = YAMNET_HOP_S
 
     def __init__(self, runner: _Runner | Sequence[_Runner], *, source: str, sha256: str | None,
                  score_names: tuple[str, ...] | None, max_call_s: float | None = None,
@@ -171,7 +172,8 @@ class YAMNetBackbone(Backbone):
     def _from_local(cls, fmt: rt.Format, path: Path, device: str, threads: int | None,
                     settings: dict[str, Any]) -> YAMNetBackbone:
         if fmt == "tflite":
-            if device.startswith("cuda") or (device == "auto" and _nvidia_gpu_present()):
+            wanted = parse_device(device)
+            if wanted.wants_cuda or (wanted.kind == "auto" and _nvidia_gpu_present()):
                 log.warning("device=%s: a GPU cannot run the TFLite YAMNet, which runs on the "
                             "CPU; use a SavedModel or the TF Hub model for the GPU", device)
             total = rt.default_threads(threads)
@@ -228,6 +230,11 @@ class YAMNetBackbone(Backbone):
                 f"{self._source} is not YAMNet: {embeddings.shape[0]} patches for 0.48 s, not 1")
         log.info("YAMNet loaded from %s (%s, %s)", self._source, self._runner.format,
                  "with its class map" if self.score_names else "no class map")
+
+    @property
+    def can_use_gpu(self) -> bool:
+        """TensorFlow (a SavedModel, TF Hub) can; the TFLite runtime has no GPU path here."""
+        return self._runner.format != "tflite"
 
     @property
     def identity(self) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-SAMPLE_RATE_HZ = 16_000
-STFT_WINDOW_SAMPLES = 400  # 25 ms
-STFT_HOP_SAMPLES = 160  # 10 ms
-PATCH_FRAMES = 96  # 0.96 s of STFT frames per patch
-PATCH_HOP_FRAMES = 48  # 0.48 s
+from scanner.constants import YAMNET_PATCH_FRAMES as PATCH_FRAMES
+from scanner.constants import YAMNET_PATCH_HOP_FRAMES as PATCH_HOP_FRAMES
+from scanner.constants import YAMNET_STFT_HOP_SAMPLES as STFT_HOP_SAMPLES
+from scanner.constants import YAMNET_STFT_WINDOW_SAMPLES as STFT_WINDOW_SAMPLES
+
 PATCH_HOP_SAMPLES = PATCH_HOP_FRAMES * STFT_HOP_SAMPLES  # 7680
 # Samples one patch reads: 96 frames, the last one ending 400 samples after its start.
 MIN_SAMPLES = (PATCH_FRAMES - 1) * STFT_HOP_SAMPLES + STFT_WINDOW_SAMPLES  # 15600 = 0.975 s

@@ -11,8 +11,6 @@ import contextlib
 import csv
 import hashlib
 import logging
-import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -20,30 +18,27 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from scanner.constants import YAMNET_EMBEDDING_DIM, YAMNET_N_MELS, YAMNET_N_SCORES
+from scanner.device import available_cores, parse_device
 from scanner.errors import ConfigError, ModelNotFoundError, ScannerError
 
 log = logging.getLogger(__name__)
 
-N_SCORES = 521
-EMBEDDING_DIM = 1024
-N_MELS = 64
+N_SCORES = YAMNET_N_SCORES
+EMBEDDING_DIM = YAMNET_EMBEDDING_DIM
+N_MELS = YAMNET_N_MELS
 CLASS_MAP_CSV = "yamnet_class_map.csv"
 
 Format = Literal["tflite", "saved_model", "hub"]
 Outputs = tuple[NDArray[np.float32], NDArray[np.float32]]
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
 def check_device(device: str) -> str:
-    """Returns ``device`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """Returns ``device`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (normalised).
 
     Raises:
         ConfigError: Anything else.
     """
-    if not _DEVICE.match(device):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return device
+    return str(parse_device(device))
 
 
 def _by_last_dim(arrays: list[NDArray[Any]], what: str) -> Outputs:
@@ -163,6 +158,7 @@ def configure_tensorflow(device: str, threads: int | None) -> str | None:
     """
     import tensorflow as tf
 
+    spec = parse_device(device)
     if threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -170,7 +166,7 @@ def configure_tensorflow(device: str, threads: int | None) -> str | None:
         except RuntimeError as e:
             log.warning("TensorFlow already started; cannot set threads=%d (%s)", threads, e)
     gpus = tf.config.list_physical_devices("GPU")
-    if device == "cpu":
+    if spec.kind == "cpu":
         if gpus:
             try:
                 tf.config.set_visible_devices([], "GPU")
@@ -182,10 +178,10 @@ def configure_tensorflow(device: str, threads: int | None) -> str | None:
             tf.config.experimental.set_memory_growth(gpu, True)
         except (RuntimeError, ValueError) as e:
             log.debug("memory growth unchanged for %s: %s", gpu.name, e)
-    if device == "auto":
+    if spec.kind == "auto":
         log.info("YAMNet on TensorFlow: %s", "GPU" if gpus else "CPU")
         return None
-    index = int(device.partition(":")[2] or 0)
+    index = spec.index or 0
     if index >= len(gpus):
         raise ConfigError(f"device {device!r} asked for, but TensorFlow sees {len(gpus)} GPU(s)")
     return f"/GPU:{index}"
@@ -270,4 +266,4 @@ def file_sha256(path: Path | None) -> str | None:
 
 def default_threads(threads: int | None) -> int:
     """``threads``, or one per core when None."""
-    return threads if threads else (os.cpu_count() or 1)
+    return threads if threads else available_cores()

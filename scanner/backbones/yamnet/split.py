@@ -25,11 +25,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.yamnet.frames import PATCH_FRAMES, PATCH_HOP_FRAMES
-from scanner.backbones.yamnet.runtime import Outputs, TFLiteRunner
+from scanner.backbones.yamnet.runtime import EMBEDDING_DIM, N_MELS, N_SCORES, Outputs, TFLiteRunner
 
 log = logging.getLogger(__name__)
 
-N_MELS = 64
 PATCH_SHAPE = (PATCH_FRAMES, N_MELS, 1)
 
 
@@ -96,7 +95,7 @@ def _split(content: bytes) -> SplitModel | None:
         return None
     graph = model.subgraphs[0]
     outputs = {int(graph.tensors[t].shape[-1]): int(t) for t in graph.outputs}
-    if len(graph.inputs) != 1 or sorted(outputs) != [N_MELS, 521, 1024]:
+    if len(graph.inputs) != 1 or sorted(outputs) != [N_MELS, N_SCORES, EMBEDDING_DIM]:
         return None
     waveform = int(graph.inputs[0])
     conv = schema.BuiltinOperator.CONV_2D
@@ -110,14 +109,14 @@ def _split(content: bytes) -> SplitModel | None:
     if signature is None or tuple(signature[1:]) != PATCH_SHAPE:
         return None
     producer = {int(t): i for i, op in enumerate(graph.operators) for t in op.outputs}
-    network_ops = _needed(graph, producer, [outputs[521], outputs[1024]], stop=cut)
+    network_ops = _needed(graph, producer, [outputs[N_SCORES], outputs[EMBEDDING_DIM]], stop=cut)
     frontend_ops = _needed(graph, producer, [outputs[N_MELS]], stop=None)
     if cut not in {int(t) for i in network_ops for t in graph.operators[i].inputs}:
         return None
     operators = graph.operators
     model.signatureDefs = []
     graph.inputs = np.array([cut], np.int32)
-    graph.outputs = np.array([outputs[521], outputs[1024]], np.int32)
+    graph.outputs = np.array([outputs[N_SCORES], outputs[EMBEDDING_DIM]], np.int32)
     graph.operators = [operators[i] for i in network_ops]
     network = bytes(fb.convert_object_to_bytearray(model))
     graph.inputs = np.array([waveform], np.int32)

@@ -7,7 +7,7 @@ YAMNet's pooled AudioSet scores for ``Crying, sobbing``/``Baby cry, infant cry``
 threshold per class, fitted by balanced cross-entropy. Mean and max pooling are compared by
 grouped 5-fold cross-validated macro-F1 and the better one is kept. Reproduce with::
 
-    SCANNER_MODEL_DIR=../shared/models python -m training.calibrate_audioset \\
+    SCANNER_MODEL_DIR=../shared/models python benchmarks/calibrate_audioset.py \\
         ../shared/datasets/cry-scream -o scanner/heads/builtin/audioset
 """
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from scanner.audio.discover import discover
     from scanner.backbones import load_backbone
     from scanner.engines.local import embed_files
-    from scanner.heads.audioset import CLASS_SOURCES, AudioSetHead, _logit
+    from scanner.heads.audioset import CLASS_SOURCES, AudioSetHead, logit
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path, help="folder with manifest.csv (file,label,group)")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     for pooling, rows in pooled.items():
         head0 = AudioSetHead(classes=CLASSES, score_index=score_index, mapped=("cry", "screaming"),
                              weight=np.zeros((3, 2)), bias=np.zeros(3), pooling=pooling)
-        x = _logit(head0.mapped_scores(np.stack(rows)))
+        x = logit(head0.mapped_scores(np.stack(rows)))
         cv_pred = np.zeros_like(y)
         for train, test in GroupKFold(5).split(x, y, groups):
             w, b = fit_thresholds(x[train], y[train])
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                         weight=coef, bias=intercept, pooling=best,
                         extra={"calibration": {"data": str(args.data_dir.name), "clips": len(y),
                                                "chosen_pooling": best, "results": report,
-                                               "command": "python -m training.calibrate_audioset "
+                                               "command": "python benchmarks/calibrate_audioset.py "
                                                           "DATA_DIR -o OUT"}})
     head.save(args.out)
     log.info("wrote %s (pooling=%s, cv macro-F1 %.3f)", args.out, best, report[best]["cv_macro_f1"])
