@@ -52,7 +52,8 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "head"
     args = ["train", str(data), "-o", str(out), "--detector", "--backbone", "fake",
             "--weak", str(weak), "--cache-dir", str(tmp_path / "cache"), "--scene-hours", "0.05",
-            "--eval-scenes", "2", "--eval-scene-minutes", "1", "--epochs", "40",
+            "--val-hours", "0.05", "--test-hours", "0.05",
+            "--eval-minutes", "1,1.5", "--epochs", "40",
             "--batch-size", "32", "--lr", "0.003", "--val", "0.25", "--test", "0.25",
             "--hidden-layers", "16"]
     result = CliRunner().invoke(cli, ["-v", *args])

@@ -52,8 +52,8 @@ from training.detect_eval import (
 from training.fit import fit_mlp
 from training.metrics import evaluate
 from training.patches import PatchCache, Patches, clip_patches, decode_clip
-from training.scene_sets import EmbeddedScene, SceneSpec, scene_set
-from training.split import assign_splits, check_disjoint, split_summary
+from training.scene_sets import EmbeddedScene, SceneSpec, benchmark_set, scene_set
+from training.split import assign_groups, check_disjoint, split_summary
 from training.windows import IGNORE, WindowSet, clip_windows, features_of, select_bag_positives, windows_of
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 BACKGROUND = "not_screaming"
 VIEWS = ("original", "bandlimit4k")
 TRAIN_EVENTS_PER_MINUTE = 2.0
-EVAL_EVENTS_PER_MINUTE = 0.5
 
 
 @dataclass(frozen=True)
@@ -156,8 +155,11 @@ def prepare(config: DetectConfig, *, progress: bool = True,
                           f"found {list(classes)}")
     items = list(dataset.items)
     labels, groups = [it.label for it in items], [it.group for it in items]
-    splits = np.asarray(assign_splits(labels, groups, val=config.val, test=config.test,
-                                      seed=config.seed))
+    # the benchmark's split rule (training.soundscapes.split_groups): with the defaults, the
+    # project's test soundscapes come from exactly this test split
+    fractions = {"train": round(1.0 - config.val - config.test, 10), "val": config.val,
+                 "test": config.test}
+    splits = np.asarray(assign_groups(labels, groups, fractions, seed=config.seed))
     check_disjoint(groups, list(splits))
     y = np.asarray([classes.index(lab) for lab in labels], np.int64)
     weak = _weak_items(config, set(groups))
@@ -179,13 +181,23 @@ def prepare(config: DetectConfig, *, progress: bool = True,
                          classes=classes, background_class=BACKGROUND, backbone=backbone,
                          cache=cache, progress=progress)
 
+    def benchmark(split: str, hours: float, seed: int) -> list[EmbeddedScene]:
+        from training.soundscapes import Clip
+
+        clips = [Clip(path=items[i].path, label=items[i].label, group=items[i].group,
+                      seconds=0.0, file=dataset.relpath(items[i])) for i in rows[split]]
+        return benchmark_set(split, clips, hours=hours, minutes=config.eval_minutes, seed=seed,
+                             digests=digests[split], classes=classes,
+                             background_class=BACKGROUND, backbone=backbone, cache=cache,
+                             progress=progress)
+
     n_train_scenes = int(round(config.train_scene_hours * 3600 / config.train_scene_s))
-    eval_spec = SceneSpec(config.eval_scenes, config.eval_scene_s, EVAL_EVENTS_PER_MINUTE, 0.25,
-                          False, config.seed + 1)
     return Prepared(dataset, items, classes, y, splits, rows, patches, weak, weak_patches,
                     scenes("train", SceneSpec(n_train_scenes, config.train_scene_s,
                                               TRAIN_EVENTS_PER_MINUTE, 0.2, True, config.seed)),
-                    scenes("val", eval_spec), scenes("test", eval_spec),
+                    # validation: another seed than the benchmark's, test: the benchmark's
+                    benchmark("val", config.val_hours, config.seed + 1),
+                    benchmark("test", config.test_hours, config.seed),
                     {**backbone.identity, **backbone.config()})
 
 
@@ -300,8 +312,9 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[ContextHead, dic
         "data": {"files": len(items), "groups": len(set(groups)), "per_label": prep.dataset.counts(),
                  "weak_bags": len(weak), "train_scene_hours": n_train_scenes
                  * config.train_scene_s / 3600,
-                 "eval_scenes_per_split": config.eval_scenes,
-                 "eval_scene_s": config.eval_scene_s},
+                 "val_hours": sum(s.duration_s for s in val_scenes) / 3600,
+                 "test_hours": sum(s.duration_s for s in test_scenes) / 3600,
+                 "eval_minutes": list(config.eval_minutes)},
     }
     head.extra = {"training": {"config": config.to_dict(), "command": config.command(),
                                "recipe": recipe},

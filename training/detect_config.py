@@ -21,15 +21,18 @@ class DetectConfig:
             label says where they come from, not what every moment holds); trained by
             multiple-instance learning, never used for evaluation.
         val, test: Fractions of groups for validation (calibration, thresholds, early
-            stopping) and test (the reported figures).
+            stopping) and test (the reported figures). The defaults (0.2, 0.2) with seed 0
+            give the project benchmark's split (``training.soundscapes.split_groups``).
         scales: Context scales (odd patch counts); ``(3,)`` is a plain window MLP.
         hidden, dropout, weight_decay, lr, batch_size, epochs, patience: The network and
             its fit.
         class_weight: Loss weight per class (``balanced``, ``sqrt``, ``none``).
         train_scene_hours: Hours of training soundscapes (0: clip windows only).
         train_scene_s: Length of one training scene.
-        eval_scenes: Validation and test soundscapes per split.
-        eval_scene_s: Length of one of those.
+        val_hours, test_hours: Hours of validation and test soundscapes, made by the
+            project benchmark's generator (``training.soundscapes.generate``) from each
+            split's clips; the test set with ``test_hours`` 2 and seed 0 is the benchmark's.
+        eval_minutes: Length range of those recordings, in minutes.
         mil: Use the weak bags (needs ``weak_dir``).
         hard_negative_weight: Weight (as copies) of background windows the first fit
             finds target-like (1: no mining; needs a second fit).
@@ -47,8 +50,8 @@ class DetectConfig:
     backbone: str = "yamnet"
     model: str | None = None
     device: str = "auto"
-    val: float = 0.15
-    test: float = 0.15
+    val: float = 0.2
+    test: float = 0.2
     scales: tuple[int, ...] = (3, 7, 21)
     hidden: tuple[int, ...] = (256,)
     dropout: float = 0.3
@@ -60,8 +63,9 @@ class DetectConfig:
     class_weight: str = "sqrt"
     train_scene_hours: float = 4.0
     train_scene_s: float = 120.0
-    eval_scenes: int = 10
-    eval_scene_s: float = 600.0
+    val_hours: float = 3.0
+    test_hours: float = 2.0
+    eval_minutes: tuple[float, float] = (10.0, 30.0)
     mil: bool = True
     hard_negative_weight: int = 3
     fa_budget_per_hour: float = 5.0
@@ -71,6 +75,7 @@ class DetectConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "eval_minutes", tuple(float(m) for m in self.eval_minutes))
         if not (0 < self.val < 1 and 0 < self.test < 1 and self.val + self.test < 1):
             raise ConfigError(f"--val {self.val} and --test {self.test} must each be in (0, 1) "
                               "and leave data to train on")
@@ -78,8 +83,12 @@ class DetectConfig:
             raise ConfigError(f"--scales must be odd patch counts, got {list(self.scales)}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}")
-        if self.train_scene_hours < 0 or self.eval_scenes < 2:
-            raise ConfigError("--scene-hours must be >= 0 and --eval-scenes >= 2")
+        if self.train_scene_hours < 0 or self.val_hours <= 0 or self.test_hours <= 0:
+            raise ConfigError("--scene-hours must be >= 0, --val-hours and --test-hours > 0")
+        lo, hi = self.eval_minutes
+        if not 0 < lo <= hi:
+            raise ConfigError(f"--eval-minutes must be LOW,HIGH with 0 < LOW <= HIGH, "
+                              f"got {lo},{hi}")
         if self.hard_negative_weight < 1:
             raise ConfigError("--hard-negative-weight must be >= 1")
         if self.mil and not self.weak_dir:
@@ -88,6 +97,7 @@ class DetectConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["scales"], out["hidden"] = list(self.scales), list(self.hidden)
+        out["eval_minutes"] = list(self.eval_minutes)
         return out
 
     @classmethod
@@ -115,8 +125,8 @@ class DetectConfig:
                  "--epochs", str(self.epochs), "--patience", str(self.patience),
                  "--class-weight", self.class_weight,
                  "--scene-hours", str(self.train_scene_hours),
-                 "--eval-scenes", str(self.eval_scenes),
-                 "--eval-scene-minutes", f"{self.eval_scene_s / 60:g}",
+                 "--val-hours", f"{self.val_hours:g}", "--test-hours", f"{self.test_hours:g}",
+                 "--eval-minutes", ",".join(f"{m:g}" for m in self.eval_minutes),
                  "--hard-negative-weight", str(self.hard_negative_weight),
                  "--fa-budget", str(self.fa_budget_per_hour), "--seed", str(self.seed)]
         if self.weak_dir and not self.mil:

@@ -197,9 +197,12 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
               f"{data['train_scene_hours']:.1f} h of training soundscapes mixed from training "
               f"clips only (each through a random channel: as mixed, band-limited to 4 kHz, "
               f"8 kHz mu-law, MP3 32 kb/s; gain -12 to +6 dB), and "
-              f"{data['weak_bags']} weak bags. Validation and test soundscapes: "
-              f"{data['eval_scenes_per_split']} of {data['eval_scene_s'] / 60:.0f} min per "
-              f"split, each from its own split's clips, a quarter background only.", "",
+              f"{data['weak_bags']} weak bags. Validation ({data['val_hours']:.1f} h) and test "
+              f"({data['test_hours']:.1f} h) soundscapes come from the project benchmark's "
+              f"generator (`training.soundscapes`, recordings of "
+              f"{data['eval_minutes'][0]:g}-{data['eval_minutes'][1]:g} min, a fifth "
+              f"background only), each from its own split's clips; the test set is the "
+              f"benchmark's (`benchmarks/soundscapes.py build --split test --hours 2`).", "",
               f"- first fit: best epoch {recipe.get('round1_best_epoch')}",
               f"- hard negatives (background windows the first fit called an event, weighted "
               f"x{config.hard_negative_weight}): {recipe.get('hard_negatives', 'not mined')}",

@@ -17,13 +17,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
 from training.patches import PatchCache, Patches, embed_waveforms
-from training.scenes import Event, channel_choices, make_scene, window_labels
+from training.scenes import MIN_OVERLAP, Event, channel_choices, make_scene, window_labels
 from training.windows import windows_of
 
 log = logging.getLogger(__name__)
@@ -134,4 +135,66 @@ def scene_set(split: str, spec: SceneSpec, *, background: Sequence[NDArray[np.fl
     if made:
         log.info("made %d %s scenes (%.1f h) in %s", made, split,
                  made * spec.duration_s / 3600, folder)
+    return out
+
+
+def labels_from_events(events: Sequence[Event], starts_s: NDArray[np.float64],
+                       ends_s: NDArray[np.float64], classes: Sequence[str],
+                       background: str) -> NDArray[np.int64]:
+    """Window labels from event times alone (no tracks): the event's class where it covers at
+    least half the window (or half of itself when shorter), background where no event comes
+    within 0.25 s, ``-1`` between."""
+    out = np.full(len(starts_s), classes.index(background), np.int64)
+    for k, (s, e) in enumerate(zip(starts_s, ends_s, strict=True)):
+        for ev in events:
+            if ev.offset_s > s - 0.25 and ev.onset_s < e + 0.25:
+                overlap = min(e, ev.offset_s) - max(s, ev.onset_s)
+                if overlap >= MIN_OVERLAP * min(e - s, ev.offset_s - ev.onset_s):
+                    out[k] = classes.index(ev.label)
+                    break
+                out[k] = -1
+    return out
+
+
+def benchmark_set(split: str, clips: Sequence[Any], *, hours: float, minutes: tuple[float, float],
+                  seed: int, digests: Sequence[str], classes: Sequence[str],
+                  background_class: str, backbone: Backbone, cache: PatchCache,
+                  progress: bool = False) -> list[EmbeddedScene]:
+    """Soundscapes of the project's benchmark generator (``training.soundscapes.generate``)
+    from one split's clips, embedded and cached like :func:`scene_set`.
+
+    With the benchmark's settings (2 h of the test split, seed 0, 10-30 min) these are the
+    recordings ``benchmarks/soundscapes.py build --split test`` writes.
+    """
+    from tqdm.auto import tqdm
+
+    from training.soundscapes import SoundscapeConfig, generate, recordings_for_hours
+
+    config = SoundscapeConfig(minutes=minutes, background=background_class)
+    n = recordings_for_hours(hours, config)
+    blob = json.dumps({"generator": "training.soundscapes", "config": config.to_dict(), "n": n,
+                       "seed": seed, "split": split, "clips": list(digests), "version": 1},
+                      sort_keys=True).encode()
+    folder = (cache.folder.parent.parent / "scenes" / cache.folder.name
+              / hashlib.blake2b(blob, digest_size=10).hexdigest())
+    names = [f"{split}_{i:04d}" for i in range(n)]
+    cached = [_load(folder / f"{name}.npz", name, classes, backbone.hop_s, backbone.window_s)
+              for name in names]
+    if all(c is not None for c in cached):
+        return [c for c in cached if c is not None]
+    targets = tuple(c for c in classes if c != background_class)
+    out = []
+    for scape in tqdm(generate(clips, n, config, seed=seed, classes=targets, prefix=split),
+                      total=n, desc=f"soundscapes {split}", disable=not progress, leave=False):
+        events = [Event(label, on, off, float(d["snr_db"]))
+                  for (label, on, off), d in zip(scape.events, scape.event_details, strict=True)]
+        patches = embed_waveforms(backbone, [scape.waveform])[0]
+        starts, ends = windows_of(patches)
+        rec = EmbeddedScene(scape.name, patches,
+                            labels_from_events(events, starts, ends, classes, background_class),
+                            events, scape.duration_s, "original")
+        _save(folder / f"{scape.name}.npz", rec, classes)
+        out.append(rec)
+    log.info("made %d %s soundscapes (%.1f h) in %s", n, split,
+             sum(s.duration_s for s in out) / 3600, folder)
     return out

@@ -114,10 +114,14 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               help="With --detector: context scales, odd patch counts (3: the window only).")
 @click.option("--scene-hours", type=click.FloatRange(min=0), default=4.0, show_default=True,
               help="With --detector: hours of training soundscapes (0: clip windows only).")
-@click.option("--eval-scenes", type=click.IntRange(min=2), default=10, show_default=True,
-              help="With --detector: 10-minute validation and test soundscapes per split.")
-@click.option("--eval-scene-minutes", type=click.FloatRange(min=0.5), default=10.0,
-              show_default=True, help="With --detector: length of each of those.")
+@click.option("--val-hours", type=click.FloatRange(min=0, min_open=True), default=3.0,
+              show_default=True,
+              help="With --detector: hours of validation soundscapes (thresholds, calibration).")
+@click.option("--test-hours", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True,
+              help="With --detector: hours of test soundscapes (2 h, seed 0: the benchmark's).")
+@click.option("--eval-minutes", default="10,30", show_default=True,
+              help="With --detector: length range of those recordings, LOW,HIGH minutes.")
 @click.option("--hard-negative-weight", type=click.IntRange(min=1), default=3,
               show_default=True,
               help="With --detector: copies of background windows a first fit took for "
@@ -131,8 +135,8 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
           patience: int, lr: float | None, batch_size: int, workers: int | None, device: str,
           band_limit_prob: float, band_limit_hz: int, pooling: str, class_weight: str,
           refit: bool, final: bool, folds: int, name: str | None, detector: bool,
-          weak_dir: Path | None, mil: bool, scales: str, scene_hours: float, eval_scenes: int,
-          eval_scene_minutes: float, hard_negative_weight: int, fa_budget: float) -> None:
+          weak_dir: Path | None, mil: bool, scales: str, scene_hours: float, val_hours: float,
+          test_hours: float, eval_minutes: str, hard_negative_weight: int, fa_budget: float) -> None:
     """Train a head on a labelled folder: one subfolder per label (or --manifest).
 
     Embeds every clip with the frozen backbone (as-is and band-limited; cached, so a
@@ -158,8 +162,8 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
                         epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
                         device=device, class_weight=class_weight, name=name,
                         weak_dir=weak_dir, mil=mil, scales=scales, scene_hours=scene_hours,
-                        eval_scenes=eval_scenes, eval_scene_minutes=eval_scene_minutes,
-                        hard_negative_weight=hard_negative_weight,
+                        val_hours=val_hours, test_hours=test_hours,
+                        eval_minutes=eval_minutes, hard_negative_weight=hard_negative_weight,
                         fa_budget=fa_budget)
         return
     try:
@@ -224,11 +228,17 @@ def _train_detector(ctx: click.Context, verbosity: int, **opts) -> None:
     except ValueError:
         raise click.BadParameter("expected odd patch counts like 3,7,21",
                                  param_hint="--scales") from None
-    minutes = opts.pop("eval_scene_minutes")
+    try:
+        minutes = tuple(float(m) for m in str(opts.pop("eval_minutes")).split(","))
+    except ValueError:
+        raise click.BadParameter("expected LOW,HIGH minutes like 10,30",
+                                 param_hint="--eval-minutes") from None
+    if len(minutes) == 1:
+        minutes = (minutes[0], minutes[0])
     renamed = {"scene_hours": "train_scene_hours", "fa_budget": "fa_budget_per_hour"}
     known = {f.name for f in fields(DetectConfig)}
     values: dict = {"data_dir": str(opts.pop("data_dir")), "out_dir": str(opts.pop("out_dir")),
-                    "scales": scales, "eval_scene_s": 60.0 * minutes}
+                    "scales": scales, "eval_minutes": minutes}
     for key, value in opts.items():
         field_name = renamed.get(key, key)
         if field_name not in known or value is None:
