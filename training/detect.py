@@ -182,10 +182,16 @@ def prepare(config: DetectConfig, *, progress: bool = True,
                          cache=cache, progress=progress)
 
     def benchmark(split: str, hours: float, seed: int) -> list[EmbeddedScene]:
-        from training.soundscapes import Clip
+        from training.soundscapes import Clip, load_manifest
 
-        clips = [Clip(path=items[i].path, label=items[i].label, group=items[i].group,
-                      seconds=0.0, file=dataset.relpath(items[i])) for i in rows[split]]
+        # the generator draws clips by position: the benchmark lists them in manifest order
+        where = {it.group: str(s) for it, s in zip(items, splits, strict=True)}
+        src = Path(dataset.source)
+        if src.name == "manifest.csv" and src.is_file():
+            clips = [c for c in load_manifest(src.parent) if where.get(c.group) == split]
+        else:
+            clips = [Clip(path=items[i].path, label=items[i].label, group=items[i].group,
+                          seconds=0.0, file=dataset.relpath(items[i])) for i in rows[split]]
         return benchmark_set(split, clips, hours=hours, minutes=config.eval_minutes, seed=seed,
                              digests=digests[split], classes=classes,
                              background_class=BACKGROUND, backbone=backbone, cache=cache,

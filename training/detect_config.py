@@ -61,7 +61,7 @@ class DetectConfig:
     epochs: int = 60
     patience: int = 8
     class_weight: str = "sqrt"
-    train_scene_hours: float = 4.0
+    train_scene_hours: float = 3.0
     train_scene_s: float = 120.0
     val_hours: float = 3.0
     test_hours: float = 2.0

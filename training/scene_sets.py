@@ -173,7 +173,8 @@ def benchmark_set(split: str, clips: Sequence[Any], *, hours: float, minutes: tu
     config = SoundscapeConfig(minutes=minutes, background=background_class)
     n = recordings_for_hours(hours, config)
     blob = json.dumps({"generator": "training.soundscapes", "config": config.to_dict(), "n": n,
-                       "seed": seed, "split": split, "clips": list(digests), "version": 1},
+                       "seed": seed, "split": split, "clips": list(digests),
+                       "order": [str(getattr(c, "file", "")) for c in clips], "version": 2},
                       sort_keys=True).encode()
     folder = (cache.folder.parent.parent / "scenes" / cache.folder.name
               / hashlib.blake2b(blob, digest_size=10).hexdigest())

@@ -112,7 +112,7 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               help="With --detector and --weak: select the weak bags' event windows.")
 @click.option("--scales", default="3,7,21", show_default=True,
               help="With --detector: context scales, odd patch counts (3: the window only).")
-@click.option("--scene-hours", type=click.FloatRange(min=0), default=4.0, show_default=True,
+@click.option("--scene-hours", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="With --detector: hours of training soundscapes (0: clip windows only).")
 @click.option("--val-hours", type=click.FloatRange(min=0, min_open=True), default=3.0,
               show_default=True,
