@@ -163,8 +163,8 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
                   f"`predict_windows` on one hour of YAMNet patches ({c['windows']} windows): "
                   f"**{c['ms_per_hour']:.0f} ms per hour of audio** for this head, "
                   f"{c['baseline_ms_per_hour']:.0f} ms for `{c['baseline']}` in the same run "
-                  f"(ratio {c['ms_per_hour'] / c['baseline_ms_per_hour']:.1f}); YAMNet itself "
-                  f"needs seconds per hour of audio, so the head adds a small fraction.", ""]
+                  f"(ratio {c['ms_per_hour'] / c['baseline_ms_per_hour']:.1f}), measured on a shared, "
+                  f"loaded CPU (compare the ratio, not the figures).", ""]
     lines += ["## Clips", "",
               "Short held-out clips labelled as the scan labels a file: the class of its "
               "strongest event, else not_screaming. The band-limited rows low-pass every test "
