@@ -42,8 +42,8 @@ def _test_split_clips(dataset_dir: Path, label: str, n: int) -> list[Path]:
 def test_default_head_finds_a_real_cry_in_a_minute_of_background(
         dataset_dir: Path, model_dir: Path, monkeypatch) -> None:
     from scanner.backbones import load_backbone
-    from training.patches import decode_clip, embed_waveforms
     from training.dataset import load_dataset
+    from training.patches import decode_clip, embed_waveforms
 
     monkeypatch.setenv("SCANNER_MODEL_DIR", str(model_dir))
     head = load_head("default")
