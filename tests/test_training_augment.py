@@ -47,3 +47,20 @@ def test_name_validation_and_pickling() -> None:
         BandLimit(8000)
     bl = pickle.loads(pickle.dumps(BandLimit(3000)))
     assert bl == BandLimit(3000)
+
+
+def test_phone_and_codec_channels_keep_length_and_cut_what_they_should() -> None:
+    from training.augment import LossyCodec, MuLawPhone
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    for channel in (MuLawPhone(), LossyCodec()):
+        y = channel(x)
+        assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+        # the 440 Hz tone survives either channel
+        keep = np.abs(np.fft.rfft(y))[880] / np.abs(np.fft.rfft(x))[880]
+        assert 0.8 < keep < 1.2
+    high = np.abs(np.fft.rfft(MuLawPhone()(x)))[12000] / np.abs(np.fft.rfft(x))[12000]
+    assert high < 0.05  # 6 kHz is above an 8 kHz channel's Nyquist frequency
+    assert MuLawPhone()(np.zeros(0, np.float32)).shape == (0,)

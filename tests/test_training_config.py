@@ -45,7 +45,7 @@ def test_command_replays_the_config() -> None:
                       band_limit_prob=0.0)
     args = shlex.split(cfg.command())
     assert args[:3] == ["scanner", "train", "my data"]
-    assert args[args.index("--hidden") + 1] == "32,16"
+    assert args[args.index("--hidden-sizes") + 1] == "32,16"
     assert args[args.index("--lr") + 1] == "0.001"
     assert args[args.index("--band-limit-prob") + 1] == "0.0"
 

@@ -90,3 +90,16 @@ def test_errors(tmp_path: Path) -> None:
     bad.write_text("path,label\nmissing.wav,a\nonly/a.wav,b\n")
     with pytest.raises(ConfigError, match="do not exist"):
         load_dataset(tmp_path, bad)
+
+
+def test_site_folders_are_refused_before_any_audio_is_read(tmp_path) -> None:
+    from training.dataset import load_dataset, looks_like_sites
+
+    for site in ("site_01", "site_02", "site_03"):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / "20240517_120000.wav").write_bytes(b"not audio at all")
+    with pytest.raises(ConfigError, match="look like recording sites"):
+        load_dataset(tmp_path)
+    assert looks_like_sites(["AM12", "AM13"]) and looks_like_sites(["20240517", "20240518"])
+    assert not looks_like_sites(["cry", "screaming", "not_screaming"])
+    assert not looks_like_sites(["dog_bark", "rain"])

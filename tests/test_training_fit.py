@@ -117,3 +117,17 @@ def test_never_finite_validation_loss_keeps_the_last_epoch() -> None:
                   patience=2)
     # Never improving, it stops after `patience` epochs and keeps the last one.
     assert fit.best_epoch == fit.epochs_run == 2
+
+
+def test_logs_warn_at_the_epoch_cap_and_never_claim_held_out_accuracy_after_a_refit(
+        caplog: pytest.LogCaptureFixture) -> None:
+    x, y = _blobs(200, 0)
+    xv, yv = _blobs(60, 1)
+    with caplog.at_level("INFO", logger="training.fit"):
+        fit_mlp(x, y, xv, yv, n_classes=3, hidden=(8,), epochs=3, patience=10, lr=1e-4)
+    assert "kept epoch 3 of 3" in caplog.text and "raise --epochs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="training.fit"):
+        fit_mlp(np.concatenate([x, xv]), np.concatenate([y, yv]), xv, yv, n_classes=3,
+                hidden=(8,), epochs=3, patience=None)
+    assert "val acc" not in caplog.text and "refit for 3 epochs" in caplog.text

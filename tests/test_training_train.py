@@ -185,3 +185,17 @@ def test_final_fit_uses_every_file_and_keeps_the_held_out_metrics(corpus: Path, 
     assert "--final" in final.head.extra["training"]["command"]
     with pytest.raises(Exception, match="--final needs --folds"):
         TrainConfig(str(corpus), str(tmp_path / "x"), final=True)
+
+
+def test_split_and_fit_warnings_say_what_happened() -> None:
+    from training.train import fit_warnings, split_warnings
+
+    config = TrainConfig(data_dir="d", out_dir="o", val=0.15, test=0.15, epochs=60)
+    summary = {"train": {"files": 70}, "val": {"files": 20}, "test": {"files": 10}}
+    warnings = split_warnings(summary, config, np.array([0] * 8 + [1] * 2), ("a", "b"))
+    assert any("became train 0.70 / val 0.20 / test 0.10" in w for w in warnings)
+    assert any("only 10 test clips" in w and "b: 2" in w for w in warnings)
+    fine = {"train": {"files": 700}, "val": {"files": 150}, "test": {"files": 150}}
+    assert split_warnings(fine, config, np.array([0] * 75 + [1] * 75), ("a", "b")) == []
+    assert fit_warnings({"best_epoch": 60}, config)[0].startswith("kept epoch 60 of 60")
+    assert fit_warnings({"best_epochs": [12, 30]}, config) == []

@@ -62,3 +62,73 @@ class BandLimit:
         else:
             y = np.pad(y, (0, len(x) - len(y)))
         return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class MuLawPhone:
+    """A telephone channel: 8 kHz G.711 mu-law (8-bit) and back to 16 kHz.
+
+    Simulates low-rate, low-bit-depth recordings (baby monitors, phone calls).
+    """
+
+    rate_hz: int = 8000
+    sample_rate_hz: int = SAMPLE_RATE_HZ
+    name: str = "mulaw8k"
+
+    def __call__(self, waveform: NDArray[np.float32]) -> NDArray[np.float32]:
+        import soxr
+
+        x = np.asarray(waveform, dtype=np.float32)
+        if len(x) == 0:
+            return x
+        low = np.clip(soxr.resample(x, self.sample_rate_hz, self.rate_hz, quality="HQ"), -1, 1)
+        mu = 255.0
+        code = np.round(np.sign(low) * np.log1p(mu * np.abs(low)) / np.log1p(mu) * 127)
+        low = np.sign(code) * np.expm1(np.abs(code) / 127 * np.log1p(mu)) / mu
+        y = soxr.resample(low.astype(np.float32), self.rate_hz, self.sample_rate_hz, quality="HQ")
+        return _fit_length(y, len(x))
+
+
+@dataclass(frozen=True)
+class LossyCodec:
+    """A round trip through a lossy encoder at a low bit rate (MP3 32 kb/s by default), via PyAV."""
+
+    codec: str = "libmp3lame"
+    container: str = "mp3"
+    bit_rate: int = 32_000
+    sample_rate_hz: int = SAMPLE_RATE_HZ
+
+    @property
+    def name(self) -> str:
+        return f"{self.container}{self.bit_rate // 1000}k"
+
+    def __call__(self, waveform: NDArray[np.float32]) -> NDArray[np.float32]:
+        import io
+
+        import av
+
+        x = np.asarray(waveform, dtype=np.float32)
+        if len(x) == 0:
+            return x
+        buf = io.BytesIO()
+        with av.open(buf, "w", format=self.container) as out:
+            stream = out.add_stream(self.codec, rate=self.sample_rate_hz, layout="mono")
+            stream.bit_rate = self.bit_rate
+            frame = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
+            frame.sample_rate = self.sample_rate_hz
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        buf.seek(0)
+        parts = []
+        with av.open(buf, "r") as inp:
+            for frame in inp.decode(audio=0):
+                parts.append(frame.to_ndarray().reshape(-1, frame.samples).mean(axis=0))
+        y = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        return _fit_length(y, len(x))
+
+
+def _fit_length(y: NDArray[np.floating], n: int) -> NDArray[np.float32]:
+    y = y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+    return np.clip(y, -1.0, 1.0).astype(np.float32)

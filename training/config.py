@@ -155,7 +155,7 @@ class TrainConfig:
         if self.cache_dir:
             args += ["--cache-dir", self.cache_dir]
         args += ["--val", str(self.val), "--test", str(self.test), "--seed", str(self.seed),
-                 "--hidden", ",".join(map(str, self.hidden)) or "0",
+                 "--hidden-sizes", ",".join(map(str, self.hidden)) or "0",
                  "--dropout", str(self.dropout), "--weight-decay", str(self.weight_decay),
                  "--epochs", str(self.epochs), "--patience", str(self.patience),
                  "--lr", str(self.learning_rate), "--batch-size", str(self.batch_size),

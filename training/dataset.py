@@ -142,12 +142,45 @@ def load_manifest(manifest: Path) -> list[LabelledFile]:
     return items
 
 
+_SITE_NAME = re.compile(
+    r"^(?:(?:site|plot|station|recorder|device|deployment|deploy|sensor|mic|unit|loc|location|"
+    r"point|transect|am|sm|card|sd)[-_ ]?\w*\d\w*"  # site_03, AM12, SM4-A, card2
+    r"|.*(?:19|20)\d{2}[-_]?[01]\d[-_]?[0-3]\d.*"  # a date: 20240517, 2024-05-17
+    r"|[0-9a-f]{8,}"  # a device serial number
+    r"|\d+)$",  # a bare number
+    re.IGNORECASE)
+
+
+def looks_like_sites(names: Sequence[str]) -> bool:
+    """True when folder names read as recording sites, devices or dates rather than labels.
+
+    Labels are words (``cry``, ``dog_bark``); folders of a field deployment are named after
+    sites, recorders and days (``site_03``, ``AM12``, ``20240517``). Known class names are
+    always labels.
+    """
+    if not names or any(n in CLASSES for n in names):
+        return False
+    return sum(bool(_SITE_NAME.match(n)) for n in names) * 2 >= len(names)
+
+
 def load_folders(data_dir: Path) -> list[LabelledFile]:
-    """One label per subfolder of ``data_dir``; audio found by :func:`scanner.audio.discover.discover`."""
+    """One label per subfolder of ``data_dir``; audio found by :func:`scanner.audio.discover.discover`.
+
+    Raises:
+        ConfigError: The subfolders look like recording sites or dates, not labels (checked
+            before any audio is read).
+    """
     from scanner.audio.discover import discover
 
+    subs = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if looks_like_sites([p.name for p in subs]):
+        shown = ", ".join(p.name for p in subs[:4]) + (", ..." if len(subs) > 4 else "")
+        raise ConfigError(
+            f"the subfolders of {data_dir} ({shown}) look like recording sites, devices or "
+            f"dates, not labels; train needs DATA_DIR/<label>/... or --manifest labels.csv "
+            f"(path,label[,group])")
     items = []
-    for sub in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for sub in subs:
         for af in discover([sub]):
             items.append(LabelledFile(af, sub.name, derive_group(Path(af.path), data_dir)))
     return items

@@ -221,7 +221,16 @@ def fit_mlp(x_train: NDArray[np.float32], y_train: NDArray[np.int64],
         elif patience is not None:  # the validation loss was never finite: keep the last
             log.warning("validation loss was never finite; keeping the last epoch")
             best_epoch = epoch
-    log.info("trained %d epochs; kept epoch %d (val loss %.4f, val acc %.3f)", epoch,
-             best_epoch, history["val_loss"][best_epoch - 1], history["val_acc"][best_epoch - 1])
+    if patience is None:
+        # a refit: the validation rows may be part of training now, so their figures
+        # are not held out and are not logged as if they were
+        log.info("refit for %d epochs (no early stopping)", epoch)
+    else:
+        log.info("trained %d epochs; kept epoch %d (val loss %.4f, val acc %.3f)", epoch,
+                 best_epoch, history["val_loss"][best_epoch - 1],
+                 history["val_acc"][best_epoch - 1])
+        if best_epoch == epochs:
+            log.warning("kept epoch %d of %d: the epoch cap stopped training while the "
+                        "validation loss was still falling; raise --epochs", best_epoch, epochs)
     return FitResult(network_layers(net), mean, std, history, best_epoch, epoch,
                      [float(w) for w in weights])

@@ -105,13 +105,43 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A verdicts.csv from 'scanner review' (repeatable): yes -> the item's "
                    "class, no -> not_screaming, other -> the class chosen.")
+@click.option("--detector", is_flag=True,
+              help="Train for detection in long recordings: a context head on windows of "
+                   "clips, weak bags and generated soundscapes, calibrated, with thresholds "
+                   "chosen on validation soundscapes. Options not given take the detector's "
+                   "defaults (see training/detect_config.py).")
+@click.option("--weak", "weak_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="With --detector: a folder with manifest.csv of weakly labelled clips "
+                   "(multiple-instance learning).")
+@click.option("--mil/--no-mil", default=True, show_default=True,
+              help="With --detector and --weak: select the weak bags' event windows.")
+@click.option("--scales", default="3,7,21", show_default=True,
+              help="With --detector: context scales, odd patch counts (3: the window only).")
+@click.option("--scene-hours", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="With --detector: hours of training soundscapes (0: clip windows only).")
+@click.option("--val-hours", type=click.FloatRange(min=0, min_open=True), default=3.0,
+              show_default=True,
+              help="With --detector: hours of validation soundscapes (thresholds, calibration).")
+@click.option("--test-hours", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True,
+              help="With --detector: hours of test soundscapes (2 h, seed 0: the benchmark's).")
+@click.option("--eval-minutes", default="10,30", show_default=True,
+              help="With --detector: length range of those recordings, LOW,HIGH minutes.")
+@click.option("--hard-negative-weight", type=click.IntRange(min=1), default=3,
+              show_default=True,
+              help="With --detector: copies of background windows a first fit took for "
+                   "events (1: no mining).")
+@click.option("--fa-budget", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="With --detector: false alarms per hour allowed when choosing thresholds.")
 @click.pass_context
 def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, model: str | None,
           manifest: Path | None, cache_dir: Path | None, val: float, test: float, seed: int,
           hidden: tuple[str, ...], dropout: float, weight_decay: float, epochs: int,
           patience: int, lr: float | None, batch_size: int, workers: int | None, device: str,
           band_limit_prob: float, band_limit_hz: int, pooling: str, class_weight: str,
-          refit: bool, final: bool, folds: int, name: str | None,
+          refit: bool, final: bool, folds: int, name: str | None, detector: bool,
+          weak_dir: Path | None, mil: bool, scales: str, scene_hours: float, val_hours: float,
+          test_hours: float, eval_minutes: str, hard_negative_weight: int, fa_budget: float,
           add: tuple[Path, ...] = ()) -> None:
     """Train a head on a labelled folder: one subfolder per label (or --manifest).
 
@@ -131,6 +161,17 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
     from training.train import train_head
 
     verbosity = (ctx.obj or {}).get("verbosity", 0)
+    if detector:
+        _train_detector(ctx, verbosity, data_dir=data_dir, out_dir=out_dir, backbone=backbone,
+                        model=model, manifest=manifest, cache_dir=cache_dir, val=val, test=test,
+                        seed=seed, hidden=hidden, dropout=dropout, weight_decay=weight_decay,
+                        epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
+                        device=device, class_weight=class_weight, name=name,
+                        weak_dir=weak_dir, mil=mil, scales=scales, scene_hours=scene_hours,
+                        val_hours=val_hours, test_hours=test_hours,
+                        eval_minutes=eval_minutes, hard_negative_weight=hard_negative_weight,
+                        fa_budget=fa_budget)
+        return
     try:
         config = TrainConfig(
             data_dir=str(data_dir), out_dir=str(out_dir), backbone=backbone, model=model,
@@ -172,3 +213,69 @@ def _print_summary(result) -> None:
                + ", ".join(f"{k} {v}" for k, v in result.embedded.items())
                + (f"; {len(result.failures)} unusable file(s)" if result.failures else ""))
     click.echo(f"head written to {result.out_dir} (report: {result.files['report']})")
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+
+def _train_detector(ctx: click.Context, verbosity: int, **opts) -> None:
+    """``--detector``: builds a DetectConfig (options not given keep its defaults) and trains."""
+    from dataclasses import fields
+
+    from scanner.cli import EXIT_LOAD_FAILED, EXIT_USAGE
+    from scanner.errors import ConfigError, ScannerError
+    from training.detect import train_detector
+    from training.detect_config import DetectConfig
+
+    try:
+        scales = tuple(int(s) for s in str(opts.pop("scales")).split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter("expected odd patch counts like 3,7,21",
+                                 param_hint="--scales") from None
+    try:
+        minutes = tuple(float(m) for m in str(opts.pop("eval_minutes")).split(","))
+    except ValueError:
+        raise click.BadParameter("expected LOW,HIGH minutes like 10,30",
+                                 param_hint="--eval-minutes") from None
+    if len(minutes) == 1:
+        minutes = (minutes[0], minutes[0])
+    renamed = {"scene_hours": "train_scene_hours", "fa_budget": "fa_budget_per_hour"}
+    known = {f.name for f in fields(DetectConfig)}
+    values: dict = {"data_dir": str(opts.pop("data_dir")), "out_dir": str(opts.pop("out_dir")),
+                    "scales": scales, "eval_minutes": minutes}
+    for key, value in opts.items():
+        field_name = renamed.get(key, key)
+        if field_name not in known or value is None:
+            continue
+        if key not in ("weak_dir", "manifest", "cache_dir", "model", "name") \
+                and not _given(ctx, key):
+            continue  # the detector's own default
+        if key == "hidden":
+            value = parse_hidden(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        values[field_name] = value
+    try:
+        config = DetectConfig(**values)
+        result = train_detector(config, progress=verbosity >= 0 and sys.stderr.isatty())
+    except ScannerError as e:
+        if verbosity > 0:
+            log.exception("training failed")
+        click.echo(f"Error: {e}", err=True)
+        ctx.exit(EXIT_USAGE if isinstance(e, ConfigError) else EXIT_LOAD_FAILED)
+        return
+    m = result.metrics
+    test = m["soundscapes"]["test"]
+    click.echo(f"test soundscapes ({test['hours']:.1f} h): mean event F1 "
+               f"{test['mean_event_f1']:.3f}, file-flag F1 {test['mean_file_flag_f1']:.3f}, "
+               f"{test['false_alarms_per_hour']:.1f} false alarms per hour")
+    for c, v in test["per_class"].items():
+        click.echo(f"  {c}: event F1 {v['event_f1']:.3f}, file-flag F1 "
+                   f"{v['file_flag']['f1']:.3f}, {v['false_alarms_per_hour']:.1f} FA/h, "
+                   f"threshold {m['thresholds'][c]:.2f}")
+    click.echo(f"test clips macro-F1 {m['clips']['test_events']['macro_f1']:.3f} (file verdict "
+               f"from events), band-limited {m['clips']['test_events_bandlimited']['macro_f1']:.3f}")
+    click.echo(f"head written to {result.out_dir} (report: {result.out_dir / 'report.md'})")

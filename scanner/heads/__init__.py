@@ -11,7 +11,7 @@ from scanner.registry import Registry
 HEADS: Registry[type[Head]] = Registry("head")
 register_head = HEADS.register
 
-from scanner.heads import audioset, mlp  # noqa: E402,F401
+from scanner.heads import audioset, context, mlp  # noqa: E402,F401
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 

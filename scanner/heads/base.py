@@ -105,6 +105,16 @@ class Head(ABC):
         """
         return dict(getattr(self, "thresholds", None) or {})
 
+    def detection_settings(self) -> dict[str, Any]:
+        """The window, hop, smoothing and minimum event length the thresholds were chosen with.
+
+        ``head.json``'s ``detection`` (keys ``window_s``, ``hop_s``, ``smooth_windows``,
+        ``min_event_s``); empty when the head has none (the scan then uses its defaults).
+        """
+        own = getattr(self, "detection", None) or (getattr(self, "extra", None) or {}).get(
+            "detection")
+        return dict(own or {})
+
     def predict_windows(self, emb: Embedding, starts_s: NDArray[np.float64],
                         ends_s: NDArray[np.float64]) -> NDArray[np.float32]:
         """Probabilities for each window ``[starts_s[k], ends_s[k])`` of one file.

@@ -1,0 +1,143 @@
+"""Scoring a head as the scan uses it: window probabilities -> events -> detection metrics.
+
+Everything goes through the scan's own code: :meth:`Head.predict_windows` on the scan's
+windows, :func:`scanner.events.segments.segment_probs` for smoothing, thresholds and the
+minimum event length, and the file verdict the scan gives (the class of the strongest
+event, else the background). Thresholds are chosen here on validation soundscapes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scanner.events.segments import SegmentConfig, segment_probs
+from scanner.heads.base import Head
+from scanner.records import Embedding
+from training.detection_metrics import detection_metrics
+from training.patches import Patches
+from training.windows import HOP_S, WINDOW_S, windows_of
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_GRID = tuple(round(float(t), 2) for t in np.arange(0.2, 0.96, 0.05))
+MIN_EVENT_GRID = (0.5, 1.0, 1.5)
+SMOOTH_WINDOWS = 3
+
+
+@dataclass(frozen=True)
+class ScoredFile:
+    """One recording's window probabilities from a head.
+
+    Attributes:
+        name: File name (key of the reference events).
+        starts_s, ends_s: ``[windows]`` the scan's windows.
+        probs: ``[windows, classes]`` the head's probabilities.
+        duration_s: Analysed length.
+        reference: The truth events (``label``, ``start_s``, ``end_s``).
+    """
+
+    name: str
+    starts_s: NDArray[np.float64]
+    ends_s: NDArray[np.float64]
+    probs: NDArray[np.float32]
+    duration_s: float
+    reference: list[dict[str, Any]]
+
+
+def as_embedding(patches: Patches) -> Embedding:
+    return Embedding(patches.embeddings.astype(np.float32), patches.starts_s, patches.window_s)
+
+
+def score_file(head: Head, name: str, patches: Patches, duration_s: float,
+               reference: list[dict[str, Any]]) -> ScoredFile:
+    """Runs ``head`` on the scan's windows of one embedded recording."""
+    starts, ends = windows_of(patches, window_s=WINDOW_S, hop_s=HOP_S)
+    probs = head.predict_windows(as_embedding(patches), starts, ends)
+    return ScoredFile(name, starts, ends, probs, min(duration_s, float(ends[-1])), reference)
+
+
+def detect(files: Sequence[ScoredFile], classes: Sequence[str], config: SegmentConfig
+           ) -> dict[str, list[dict[str, Any]]]:
+    """Each file's events under ``config`` (the scan's smoothing, thresholds, minimum length)."""
+    return {f.name: segment_probs(f.starts_s, f.ends_s, f.probs, classes, f.duration_s,
+                                  config).events for f in files}
+
+
+def file_verdict(events: Sequence[Mapping[str, Any]], background: str) -> str:
+    """The scan's file label: the class of the strongest event, else the background."""
+    if not events:
+        return background
+    return str(max(events, key=lambda e: e["peak_confidence"])["label"])
+
+
+def evaluate_files(files: Sequence[ScoredFile], classes: Sequence[str], config: SegmentConfig
+                   ) -> dict[str, Any]:
+    targets = [c for c in classes if c != config.background]
+    est = detect(files, classes, config)
+    return detection_metrics({f.name: f.reference for f in files}, est,
+                             {f.name: f.duration_s for f in files}, targets)
+
+
+def segment_config(thresholds: Mapping[str, float], min_event_s: float,
+                   smooth_windows: int = SMOOTH_WINDOWS) -> SegmentConfig:
+    return SegmentConfig(window_s=WINDOW_S, hop_s=HOP_S, smooth_windows=smooth_windows,
+                         min_event_s=min_event_s, thresholds=dict(thresholds))
+
+
+def choose_detection(files: Sequence[ScoredFile], classes: Sequence[str], *,
+                     background: str, fa_budget_per_hour: float
+                     ) -> tuple[dict[str, float], float, dict[str, Any]]:
+    """Per-class thresholds and a minimum event length chosen on validation soundscapes.
+
+    For each minimum event length, each class's threshold is the one with the best event
+    F1 among those whose false alarms per hour stay within its share of the budget (the
+    fewest false alarms when none does), the other classes held at their current choice,
+    in two passes; the minimum event length with the best mean event F1 within the budget
+    wins.
+
+    Returns:
+        ``(thresholds, min_event_s, sweep)``: the sweep has every point's figures.
+    """
+    targets = [c for c in classes if c != background]
+    share = fa_budget_per_hour / max(len(targets), 1)
+    sweep: dict[str, Any] = {}
+    best: tuple[tuple[bool, float, float], dict[str, float], float] | None = None
+    for min_event in MIN_EVENT_GRID:
+        chosen = dict.fromkeys(targets, 0.5)
+        rows: dict[str, list[dict[str, Any]]] = {c: [] for c in targets}
+        for _pass in range(2):
+            for c in targets:
+                points = []
+                for t in THRESHOLD_GRID:
+                    m = evaluate_files(files, classes,
+                                       segment_config({**chosen, c: t}, min_event))
+                    pc = m["per_class"][c]
+                    points.append({"threshold": t, "event_f1": pc["event_f1"],
+                                   "event_precision": pc["event_precision"],
+                                   "event_recall": pc["event_recall"],
+                                   "file_flag_f1": pc["file_flag"]["f1"],
+                                   "segment_f1": pc["segment_f1"],
+                                   "false_alarms_per_hour": pc["false_alarms_per_hour"]})
+                ok = [p for p in points if p["false_alarms_per_hour"] <= share]
+                pick = max(ok, key=lambda p: (p["event_f1"], -p["threshold"])) if ok else \
+                    min(points, key=lambda p: (p["false_alarms_per_hour"], -p["event_f1"]))
+                chosen[c] = pick["threshold"]
+                rows[c] = points
+        m = evaluate_files(files, classes, segment_config(chosen, min_event))
+        within = m["false_alarms_per_hour"] <= fa_budget_per_hour
+        sweep[str(min_event)] = {"thresholds": dict(chosen), "per_class": rows,
+                                 "mean_event_f1": m["mean_event_f1"],
+                                 "false_alarms_per_hour": m["false_alarms_per_hour"]}
+        score = (within, m["mean_event_f1"], -m["false_alarms_per_hour"])
+        if best is None or score > best[0]:
+            best = (score, dict(chosen), min_event)
+    assert best is not None
+    log.info("chose thresholds %s, min event %.1f s (validation mean event F1 %.3f)",
+             best[1], best[2], best[0][1])
+    return best[1], best[2], sweep
