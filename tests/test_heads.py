@@ -93,19 +93,20 @@ def test_head_refuses_another_layer_or_window():
         head.check_backbone({**cfg, "window_s": 5.0})
 
 
-def test_builtin_default_is_the_detection_head_and_clip_linear_is_kept():
+def test_builtin_detector_is_the_detection_head_and_default_the_clip_head():
     from scanner.heads.context import ContextHead
 
     heads = builtin_heads()
-    assert {"default", "clip-linear", "audioset"} <= set(heads)
-    default = load_head("default")
+    assert {"default", "detector", "audioset"} <= set(heads)
+    default = load_head("detector")
     assert isinstance(default, ContextHead)
     assert set(default.detection_thresholds()) == {"cry", "screaming"}
     assert all(0 < t < 1 for t in default.detection_thresholds().values())
     assert set(default.detection_settings()) == {"window_s", "hop_s", "smooth_windows",
                                                  "min_event_s"}
-    report = (heads["default"] / "report.md").read_text()
+    report = (heads["detector"] / "report.md").read_text()
     assert "scanner train" in report and "--detector" in report
     assert "published method" not in report
-    old = load_head("clip-linear")
-    assert old.kind == "mlp" and old.name == "clip-linear"
+    old = load_head("default")
+    assert old.kind == "mlp" and old.name == "default"
+    assert "published method" not in (heads["default"] / "report.md").read_text()

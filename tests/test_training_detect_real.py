@@ -34,7 +34,7 @@ def test_detector_split_is_the_benchmarks(dataset_dir: Path) -> None:
 
 def _test_split_clips(dataset_dir: Path, label: str, n: int) -> list[Path]:
     """Clips of the shipped head's test split (never trained on)."""
-    with (Path(__file__).parents[1] / "scanner/heads/builtin/default/split.csv").open() as f:
+    with (Path(__file__).parents[1] / "scanner/heads/builtin/detector/split.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == "test" and r["label"] == label]
     return [dataset_dir / r["path"] for r in rows[:n]]
 
@@ -46,7 +46,7 @@ def test_default_head_finds_a_real_cry_in_a_minute_of_background(
     from training.patches import decode_clip, embed_waveforms
 
     monkeypatch.setenv("SCANNER_MODEL_DIR", str(model_dir))
-    head = load_head("default")
+    head = load_head("detector")
     assert isinstance(head, ContextHead)
     assert set(head.detection_thresholds()) == {"cry", "screaming"}
     items = {str(it.path): it for it in load_dataset(dataset_dir).items}
