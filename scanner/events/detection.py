@@ -60,7 +60,7 @@ def resolve_detection(classifier: Classifier, *, options: Mapping[str, Any] | No
     settings: dict[str, Any] = {}
     head_thresholds: dict[str, list[float]] = {}
     for m in classifier.models:
-        block = getattr(m.head, "detection", None) or {}
+        block = m.head.detection_settings()
         settings.update({k: v for k, v in block.items() if k in DETECTION_KEYS})
         for name, value in m.head.detection_thresholds().items():
             if name != background and name in classifier.classes:

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from scanner.errors import ScannerError
 from scanner.heads import register_head
-from scanner.heads.base import Features, Head
+from scanner.heads.base import WINDOW_CHUNK, Features, Head
 from scanner.heads.mlp import FORMAT, FORMAT_VERSION, HEAD_JSON, WEIGHTS_FILE, softmax
 from scanner.records import Embedding
 
@@ -180,9 +180,15 @@ class ContextHead(Head):
 
     def predict_windows(self, emb: Embedding, starts_s: NDArray[np.float64],
                         ends_s: NDArray[np.float64]) -> NDArray[np.float32]:
+        out = np.zeros((len(starts_s), len(self.classes)), np.float32)
         if emb.n_patches == 0 or len(starts_s) == 0:
-            return np.zeros((len(starts_s), len(self.classes)), np.float32)
-        return self.proba_from_features(self.window_features(emb, starts_s, ends_s))
+            return out
+        # In chunks: the multi-scale features of a day's 180,000 windows would take 2 GB.
+        for lo in range(0, len(starts_s), WINDOW_CHUNK):
+            hi = lo + WINDOW_CHUNK
+            out[lo:hi] = self.proba_from_features(
+                self.window_features(emb, starts_s[lo:hi], ends_s[lo:hi]))
+        return out
 
     def metadata(self) -> dict[str, Any]:
         return {
