@@ -166,14 +166,14 @@ _FIFO_SCAN = """
 import os, sys
 from pathlib import Path
 import scanner.audio.discover as d
-real = d.discover
+real = d.iter_files  # the scan's streamed discovery
 victim = Path(sys.argv[1])
 def replaced_by_a_fifo(*args, **kwargs):
-    files = real(*args, **kwargs)
+    files = list(real(*args, **kwargs))
     victim.unlink()
     os.mkfifo(victim)
-    return files
-d.discover = replaced_by_a_fifo
+    return iter(files)
+d.iter_files = replaced_by_a_fifo
 from scanner.cli import main
 sys.argv = ["scanner", *sys.argv[2:]]
 main()
