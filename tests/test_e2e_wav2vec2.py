@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from scanner.cli import EXIT_LOAD_FAILED, cli
-from scanner.testing import chirp, noise, sine, write_audio
+from scanner.testing import chirp, noise, sine, verdict_problems, write_audio
 
 pytest.importorskip("transformers")
 
@@ -84,7 +84,7 @@ def test_train_and_scan_with_wav2vec2_then_both_backbones(tiny_w2v, labelled, tm
                                    atol=1e-5)
         ens = np.array([r[f"mean_prob_{c}"] for c in classes])
         np.testing.assert_allclose(ens, 0.25 * yam + 0.75 * w2v, atol=1e-5)
-        assert r["label"] == classes[int(ens.argmax())]
+        assert verdict_problems(r) == [], r["path"]  # the label comes from the file's events
 
 
 def test_head_for_another_layer_or_backbone_is_refused(tiny_w2v, labelled, tmp_path,
