@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from scanner.errors import ScannerError
 from scanner.heads import register_head
 from scanner.heads.base import WINDOW_CHUNK, Features, Head
-from scanner.heads.mlp import FORMAT, FORMAT_VERSION, HEAD_JSON, WEIGHTS_FILE, softmax
+from scanner.heads.mlp import FORMAT, FORMAT_VERSION, HEAD_JSON, WEIGHTS_FILE, save_layers, softmax
 from scanner.records import Embedding
 
 DEFAULT_SCALES: tuple[int, ...] = (3, 7, 21)
@@ -219,20 +219,7 @@ class ContextHead(Head):
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Writes ``head.json`` and ``weights.safetensors`` into ``folder``."""
-        from safetensors.numpy import save_file
-
-        from scanner import __version__
-
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        tensors = {"input.mean": self.mean, "input.std": self.std}
-        for i, (w, b) in enumerate(self.layers):
-            tensors[f"layer{i}.weight"] = np.ascontiguousarray(w)
-            tensors[f"layer{i}.bias"] = np.ascontiguousarray(b)
-        save_file(tensors, str(out / WEIGHTS_FILE))
-        meta = {**self.metadata(), "tool_version": __version__}
-        (out / HEAD_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-        return out
+        return save_layers(folder, self.metadata(), self.mean, self.std, self.layers)
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> ContextHead:

@@ -118,20 +118,7 @@ class MLPHead(Head):
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Writes ``head.json`` and ``weights.safetensors`` into ``folder`` (created if needed)."""
-        from safetensors.numpy import save_file
-
-        from scanner import __version__
-
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        tensors = {"input.mean": self.mean, "input.std": self.std}
-        for i, (w, b) in enumerate(self.layers):
-            tensors[f"layer{i}.weight"] = np.ascontiguousarray(w)
-            tensors[f"layer{i}.bias"] = np.ascontiguousarray(b)
-        save_file(tensors, str(out / WEIGHTS_FILE))
-        meta = {**self.metadata(), "tool_version": __version__}
-        (out / HEAD_JSON).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
-        return out
+        return save_layers(folder, self.metadata(), self.mean, self.std, self.layers)
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> MLPHead:
@@ -152,3 +139,25 @@ class MLPHead(Head):
                    pooling=pre.get("pooling", "mean"), features=pre.get("features", "embeddings"),
                    thresholds=meta.get("thresholds"), name=meta.get("name", src.name),
                    extra={k: v for k, v in meta.items() if k not in known})
+
+
+def save_layers(folder: str | os.PathLike[str], metadata: dict[str, Any],
+                mean: NDArray[np.float32], std: NDArray[np.float32],
+                layers: Sequence[tuple[NDArray[np.float32], NDArray[np.float32]]]) -> Path:
+    """Writes a head folder of standardisation and dense layers (the MLP and context heads):
+    ``weights.safetensors`` (``input.mean``, ``input.std``, ``layer{i}.weight``/``bias``) and
+    ``head.json`` (``metadata`` with the tool's version)."""
+    from safetensors.numpy import save_file
+
+    from scanner import __version__
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {"input.mean": mean, "input.std": std}
+    for i, (w, b) in enumerate(layers):
+        tensors[f"layer{i}.weight"] = np.ascontiguousarray(w)
+        tensors[f"layer{i}.bias"] = np.ascontiguousarray(b)
+    save_file(tensors, str(out / WEIGHTS_FILE))
+    meta = {**metadata, "tool_version": __version__}
+    (out / HEAD_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
