@@ -52,7 +52,8 @@ def _grid(n: int, window_s: float = 0.96, hop_s: float = 0.48):
 
 @pytest.mark.parametrize("kwargs", [
     {"window_s": 0}, {"window_s": float("nan")}, {"hop_s": 0}, {"window_s": 1.0, "hop_s": 2.0},
-    {"smooth_windows": 0}, {"smooth_windows": 2}, {"min_event_s": -1},
+    {"smooth_windows": 0}, {"smooth_windows": 2}, {"min_event_s": -1}, {"max_gap_s": -0.5},
+    {"max_gap_s": float("inf")},
     {"thresholds": {"screaming": 1.5}}, {"thresholds": {"not_screaming": 0.5}},
 ])
 def test_config_rejects_bad_values(kwargs):
@@ -198,6 +199,38 @@ def test_runs_of_different_classes_and_gaps_make_separate_events():
     assert fs.summary["n_events_cry"] == 1 and fs.summary["n_events_screaming"] == 2
     assert fs.summary["event_s_screaming"] == pytest.approx(6 * 0.48)
     assert fs.summary["first_onset_s"] == fs.events[0]["start_s"]
+
+
+def test_a_short_gap_between_two_runs_of_one_class_is_bridged():
+    # screaming, 3 windows of background (1.44 s), screaming; then cry right after a gap
+    screaming = [0.0] * 4 + [0.9] * 3 + [0.0] * 3 + [0.9] * 3 + [0.0] * 3 + [0.0] * 4
+    cry = [0.0] * 16 + [0.9] * 4
+    starts, ends, dur = _grid(len(cry))
+    probs = _probs(screaming, cry)
+
+    def events(gap: float) -> list[dict]:
+        return segment_probs(starts, ends, probs, CLASSES, dur,
+                             SegmentConfig(smooth_windows=1, min_event_s=1.0,
+                                           max_gap_s=gap)).events
+
+    assert [e["label"] for e in events(0.0)] == ["screaming", "screaming", "cry"]
+    assert [e["label"] for e in events(1.0)] == ["screaming", "screaming", "cry"]  # 1.44 > 1
+    joined = events(1.5)
+    assert [e["label"] for e in joined] == ["screaming", "cry"]  # a gap never joins classes
+    assert joined[0]["start_s"] == pytest.approx(events(0.0)[0]["start_s"])
+    assert joined[0]["end_s"] == pytest.approx(events(0.0)[1]["end_s"])
+    fs = segment_probs(starts, ends, probs, CLASSES, dur,
+                       SegmentConfig(smooth_windows=1, min_event_s=1.0, max_gap_s=1.5))
+    assert [s["label"] for s in fs.segments][4:13] == ["screaming"] * 9
+    assert fs.summary["n_events_screaming"] == 1
+    # two short runs that are each under the minimum make one event once bridged
+    short = [0.0] * 4 + [0.9] + [0.0] + [0.9] + [0.0] * 5
+    s_starts, s_ends, s_dur = _grid(len(short))
+    assert segment_probs(s_starts, s_ends, _probs(short), CLASSES, s_dur,
+                         SegmentConfig(smooth_windows=1, min_event_s=1.0)).events == []
+    bridged = segment_probs(s_starts, s_ends, _probs(short), CLASSES, s_dur,
+                            SegmentConfig(smooth_windows=1, min_event_s=1.0, max_gap_s=0.5))
+    assert len(bridged.events) == 1
 
 
 def test_segment_rows_match_the_declared_columns():

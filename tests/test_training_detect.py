@@ -64,7 +64,7 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
     assert isinstance(head, ContextHead) and head.scales == (3, 7, 21)
     assert set(head.detection_thresholds()) == {"cry", "screaming"}
     assert set(head.detection_settings()) == {"window_s", "hop_s", "smooth_windows",
-                                              "min_event_s"}
+                                              "min_event_s", "max_gap_s"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["clips"]["test_events"]["macro_f1"] >= 0.8
     assert metrics["calibration"]["temperature"] > 0

@@ -295,11 +295,12 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[ContextHead, dic
                 for s in scene_list]
 
     val_files, test_files = scored(val_scenes), scored(test_scenes)
-    thresholds, min_event, sweep = choose_detection(val_files, classes, background=BACKGROUND,
-                                                    fa_budget_per_hour=config.fa_budget_per_hour)
-    seg = segment_config(thresholds, min_event)
+    thresholds, settings, sweep = choose_detection(val_files, classes, background=BACKGROUND,
+                                                   fa_budget_per_hour=config.fa_budget_per_hour)
+    seg = segment_config(thresholds, **settings)
     detection = {"window_s": seg.window_s, "hop_s": seg.hop_s,
-                 "smooth_windows": seg.smooth_windows, "min_event_s": seg.min_event_s}
+                 "smooth_windows": seg.smooth_windows, "min_event_s": seg.min_event_s,
+                 "max_gap_s": seg.max_gap_s}
     head.thresholds, head.detection = thresholds, detection
 
     soundscapes = {"val": evaluate_files(val_files, classes, seg),

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 THRESHOLD_GRID = tuple(round(float(t), 2) for t in np.arange(0.2, 0.96, 0.05))
 MIN_EVENT_GRID = (0.5, 1.0, 1.5)
+MAX_GAP_GRID = (0.0, 2.0)
 SMOOTH_WINDOWS = 3
 
 
@@ -85,59 +86,67 @@ def evaluate_files(files: Sequence[ScoredFile], classes: Sequence[str], config: 
 
 
 def segment_config(thresholds: Mapping[str, float], min_event_s: float,
-                   smooth_windows: int = SMOOTH_WINDOWS) -> SegmentConfig:
+                   smooth_windows: int = SMOOTH_WINDOWS, max_gap_s: float = 0.0) -> SegmentConfig:
     return SegmentConfig(window_s=WINDOW_S, hop_s=HOP_S, smooth_windows=smooth_windows,
-                         min_event_s=min_event_s, thresholds=dict(thresholds))
+                         min_event_s=min_event_s, max_gap_s=max_gap_s, thresholds=dict(thresholds))
+
+
+def sweep_key(min_event_s: float, max_gap_s: float) -> str:
+    """The sweep's key for one pair of event settings."""
+    return f"min {float(min_event_s):g} s, gap {float(max_gap_s):g} s"
 
 
 def choose_detection(files: Sequence[ScoredFile], classes: Sequence[str], *,
                      background: str, fa_budget_per_hour: float
-                     ) -> tuple[dict[str, float], float, dict[str, Any]]:
-    """Per-class thresholds and a minimum event length chosen on validation soundscapes.
+                     ) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
+    """Per-class thresholds, a minimum event length and a bridged gap chosen on validation
+    soundscapes.
 
-    For each minimum event length, each class's threshold is the one with the best event
-    F1 among those whose false alarms per hour stay within its share of the budget (the
-    fewest false alarms when none does), the other classes held at their current choice,
-    in two passes; the minimum event length with the best mean event F1 within the budget
-    wins.
+    For each minimum event length and gap, each class's threshold is the one with the best
+    event F1 among those whose false alarms per hour stay within its share of the budget
+    (the fewest false alarms when none does), the other classes held at their current
+    choice, in two passes; the pair with the best mean event F1 within the budget wins.
 
     Returns:
-        ``(thresholds, min_event_s, sweep)``: the sweep has every point's figures.
+        ``(thresholds, settings, sweep)``: ``settings`` has ``min_event_s`` and
+        ``max_gap_s``; the sweep has every point's figures, by :func:`sweep_key`.
     """
     targets = [c for c in classes if c != background]
     share = fa_budget_per_hour / max(len(targets), 1)
     sweep: dict[str, Any] = {}
-    best: tuple[tuple[bool, float, float], dict[str, float], float] | None = None
+    best: tuple[tuple[bool, float, float], dict[str, float], dict[str, float]] | None = None
     for min_event in MIN_EVENT_GRID:
-        chosen = dict.fromkeys(targets, 0.5)
-        rows: dict[str, list[dict[str, Any]]] = {c: [] for c in targets}
-        for _pass in range(2):
-            for c in targets:
-                points = []
-                for t in THRESHOLD_GRID:
-                    m = evaluate_files(files, classes,
-                                       segment_config({**chosen, c: t}, min_event))
-                    pc = m["per_class"][c]
-                    points.append({"threshold": t, "event_f1": pc["event_f1"],
-                                   "event_precision": pc["event_precision"],
-                                   "event_recall": pc["event_recall"],
-                                   "file_flag_f1": pc["file_flag"]["f1"],
-                                   "segment_f1": pc["segment_f1"],
-                                   "false_alarms_per_hour": pc["false_alarms_per_hour"]})
-                ok = [p for p in points if p["false_alarms_per_hour"] <= share]
-                pick = max(ok, key=lambda p: (p["event_f1"], -p["threshold"])) if ok else \
-                    min(points, key=lambda p: (p["false_alarms_per_hour"], -p["event_f1"]))
-                chosen[c] = pick["threshold"]
-                rows[c] = points
-        m = evaluate_files(files, classes, segment_config(chosen, min_event))
-        within = m["false_alarms_per_hour"] <= fa_budget_per_hour
-        sweep[str(min_event)] = {"thresholds": dict(chosen), "per_class": rows,
-                                 "mean_event_f1": m["mean_event_f1"],
-                                 "false_alarms_per_hour": m["false_alarms_per_hour"]}
-        score = (within, m["mean_event_f1"], -m["false_alarms_per_hour"])
-        if best is None or score > best[0]:
-            best = (score, dict(chosen), min_event)
+        for gap in MAX_GAP_GRID:
+            chosen = dict.fromkeys(targets, 0.5)
+            rows: dict[str, list[dict[str, Any]]] = {c: [] for c in targets}
+            for _pass in range(2):
+                for c in targets:
+                    points = []
+                    for t in THRESHOLD_GRID:
+                        m = evaluate_files(files, classes, segment_config(
+                            {**chosen, c: t}, min_event, max_gap_s=gap))
+                        pc = m["per_class"][c]
+                        points.append({"threshold": t, "event_f1": pc["event_f1"],
+                                       "event_precision": pc["event_precision"],
+                                       "event_recall": pc["event_recall"],
+                                       "file_flag_f1": pc["file_flag"]["f1"],
+                                       "segment_f1": pc["segment_f1"],
+                                       "false_alarms_per_hour": pc["false_alarms_per_hour"]})
+                    ok = [p for p in points if p["false_alarms_per_hour"] <= share]
+                    pick = max(ok, key=lambda p: (p["event_f1"], -p["threshold"])) if ok else \
+                        min(points, key=lambda p: (p["false_alarms_per_hour"], -p["event_f1"]))
+                    chosen[c] = pick["threshold"]
+                    rows[c] = points
+            m = evaluate_files(files, classes, segment_config(chosen, min_event, max_gap_s=gap))
+            within = m["false_alarms_per_hour"] <= fa_budget_per_hour
+            sweep[sweep_key(min_event, gap)] = {
+                "min_event_s": min_event, "max_gap_s": gap, "thresholds": dict(chosen),
+                "per_class": rows, "mean_event_f1": m["mean_event_f1"],
+                "false_alarms_per_hour": m["false_alarms_per_hour"]}
+            score = (within, m["mean_event_f1"], -m["false_alarms_per_hour"])
+            if best is None or score > best[0]:
+                best = (score, dict(chosen), {"min_event_s": min_event, "max_gap_s": gap})
     assert best is not None
-    log.info("chose thresholds %s, min event %.1f s (validation mean event F1 %.3f)",
-             best[1], best[2], best[0][1])
+    log.info("chose thresholds %s, %s (validation mean event F1 %.3f)", best[1],
+             sweep_key(**best[2]), best[0][1])
     return best[1], best[2], sweep

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from training.detect_config import DetectConfig
+from training.detect_eval import sweep_key
 from training.report import _fmt, _table
 
 REPORT_MD = "report.md"
@@ -48,18 +49,18 @@ def plot_reliability(calibration: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_sweep(sweep: dict[str, Any], min_event: str, path: Path) -> Path:
+def plot_sweep(sweep: dict[str, Any], key: str, path: Path) -> Path:
     """Event F1 and false alarms per hour against each class's threshold (validation)."""
     from training.plots import _figure, _save
 
-    rows = sweep[min_event]["per_class"]
+    rows = sweep[key]["per_class"]
     fig = _figure(10, 4.5)
     ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for c, points in rows.items():
         t = [p["threshold"] for p in points]
         ax.plot(t, [p["event_f1"] for p in points], "o-", label=c)
         ax2.plot(t, [p["false_alarms_per_hour"] for p in points], "o-", label=c)
-        chosen = sweep[min_event]["thresholds"][c]
+        chosen = sweep[key]["thresholds"][c]
         ax.axvline(chosen, ls=":", color=ax.lines[-1].get_color())
     ax.set(xlabel="threshold", ylabel="event F1", title="validation soundscapes")
     ax2.set(xlabel="threshold", ylabel="false alarms per hour", yscale="symlog")
@@ -124,7 +125,8 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
         "## Test soundscapes", "",
         f"Thresholds and detection settings chosen on validation soundscapes (below). "
         f"Windows {det['window_s']} s at {det['hop_s']} s, smoothed over "
-        f"{det['smooth_windows']}, events shorter than {det['min_event_s']} s dropped. Event "
+        f"{det['smooth_windows']}, gaps up to {det.get('max_gap_s', 0.0)} s bridged, events "
+        f"shorter than {det['min_event_s']} s dropped. Event "
         f"F1: onset collar 1 s, offset collar max(1 s, 20 % of the event), via sed_eval. A "
         f"false alarm is a detected event that touches no reference event, per hour of audio "
         f"no reference event covers ({test['background_hours']:.2f} h here).", "",
@@ -136,9 +138,9 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
         "## Validation soundscapes (where the thresholds were chosen)", "",
         *_table(_SOUND_HEADER, _sound_rows(sc["val"])), "",
     ]
-    best = str(det["min_event_s"])
+    best = sweep_key(det["min_event_s"], det.get("max_gap_s", 0.0))
     sweep = metrics["sweep"]
-    lines += [f"### Threshold sweep (validation, minimum event {best} s)", "",
+    lines += [f"### Threshold sweep (validation, {best})", "",
               f"Each class's threshold is the best event F1 whose false alarms stay within "
               f"{config.fa_budget_per_hour / max(len(metrics['thresholds']), 1):.1f} per hour "
               f"(its share of the {config.fa_budget_per_hour} budget), the other class at its "
@@ -226,7 +228,9 @@ def write_detect_report(out_dir: str | Path, *, config: DetectConfig,
                         metrics: dict[str, Any]) -> Path:
     out = Path(out_dir)
     plots = {"reliability": plot_reliability(metrics["calibration"], out / RELIABILITY_PNG),
-             "sweep": plot_sweep(metrics["sweep"], str(metrics["detection"]["min_event_s"]),
+             "sweep": plot_sweep(metrics["sweep"],
+                                 sweep_key(metrics["detection"]["min_event_s"],
+                                           metrics["detection"].get("max_gap_s", 0.0)),
                                  out / SWEEP_PNG)}
     path = out / REPORT_MD
     path.write_text(render_detect_report(config=config, metrics=metrics, plots=plots))

@@ -53,11 +53,11 @@ def score_builtin(name: str, prep: Prepared, fa_budget: float) -> dict[str, Any]
            for s in prep.val_scenes]
     test = [score_file(head, s.name, s.patches, s.duration_s, _reference(s))
             for s in prep.test_scenes]
-    thresholds, min_event, _ = choose_detection(val, prep.classes, background=BACKGROUND,
-                                                fa_budget_per_hour=fa_budget)
-    seg = segment_config(thresholds, min_event)
+    thresholds, settings, _ = choose_detection(val, prep.classes, background=BACKGROUND,
+                                               fa_budget_per_hour=fa_budget)
+    seg = segment_config(thresholds, **settings)
     own = segment_config(head.detection_thresholds(), 1.0)
-    return {"recipe": f"built-in `{name}`", "thresholds": thresholds, "min_event_s": min_event,
+    return {"recipe": f"built-in `{name}`", "thresholds": thresholds, **settings,
             "val": _summary(evaluate_files(val, prep.classes, seg)),
             "test": _summary(evaluate_files(test, prep.classes, seg)),
             "test_own_thresholds": _summary(evaluate_files(test, prep.classes, own))}
@@ -75,6 +75,7 @@ def run(base: DetectConfig, out: Path, names: list[str], builtin: list[str]) -> 
             head, m = fit_detector(config, prep)
             row = {"recipe": name, "thresholds": m["thresholds"],
                    "min_event_s": m["detection"]["min_event_s"],
+                   "max_gap_s": m["detection"].get("max_gap_s", 0.0),
                    "val": _summary(m["soundscapes"]["val"]),
                    "test": _summary(m["soundscapes"]["test"]),
                    "val_ece": m["calibration"]["after"]["ece"],

@@ -38,7 +38,7 @@ SECTIONS = (
     ("Input", ("extensions", "include", "exclude", "hidden", "follow_symlinks",
                "max_duration_s", "timestamp_pattern")),
     ("Model", ("backbone", "models", "heads", "weights", "layer", "w2v_window_s")),
-    ("Detection", ("window_s", "hop_s", "smooth_windows", "min_event_s", "thresholds",
+    ("Detection", ("window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s", "thresholds",
                    "sensitivity")),
     ("Output", ("out", "output_format", "segments", "embeddings", "overwrite", "resume", "strict",
                 "cache", "cache_dir")),
@@ -147,6 +147,9 @@ def _detection_default(name: str) -> Callable[[], object]:
 @click.option("--min-event", "min_event_s", type=click.FloatRange(min=0), cls=_DefaultFrom,
               default_from=_detection_default("min_event_s"),
               help="Detection: drop events shorter than this many seconds.")
+@click.option("--max-gap", "max_gap_s", type=click.FloatRange(min=0), cls=_DefaultFrom,
+              default_from=_detection_default("max_gap_s"),
+              help="Detection: join two events of one class at most this many seconds apart.")
 @click.option("--threshold", "thresholds", multiple=True, metavar="CLASS=P",
               show_default="the head's validated thresholds",
               help="Detection: probability a class needs to make an event, e.g. "
@@ -190,6 +193,7 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          device: str, batch_s: float, max_duration_s: float | None,
          decode_timeout_s: float, segments: bool, window_s: float | None,
          hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
+         max_gap_s: float | None,
          thresholds: tuple[str, ...], sensitivity: float, embeddings: bool,
          timestamp_pattern: str | None, overwrite: bool,
          engine: str, ray_address: str | None, cache: bool,
@@ -236,7 +240,7 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         except ConfigError as e:
             raise click.BadParameter(str(e), param_hint="--timestamp-pattern") from None
     detection = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
-                 "min_event_s": min_event_s}
+                 "min_event_s": min_event_s, "max_gap_s": max_gap_s}
     config = ScanConfig(
         backbones=names, models=per_backbone(models, names, "--model"),
         heads=per_backbone(heads, names, "--head"), weights=parse_weights(weights, names),

@@ -7,7 +7,7 @@ kept under explicit names (``mean_prob_<class>``).
 
 Thresholds, by precedence: :data:`~scanner.events.segments.DEFAULT_THRESHOLD` < the head's
 own validated thresholds (``head.json`` ``thresholds``) < ``--threshold CLASS=P``; then
-``--sensitivity`` scales every class's odds. Window, hop, smoothing and minimum event length:
+``--sensitivity`` scales every class's odds. Window, hop, smoothing, minimum event length and the gap bridged:
 :class:`~scanner.events.segments.SegmentConfig`'s defaults < the head's ``detection`` block <
 the user's options.
 """
@@ -24,7 +24,7 @@ from scanner.events.segments import DEFAULT_BACKGROUND, FileSegments, SegmentCon
 if TYPE_CHECKING:
     from scanner.classify import Classifier
 
-DETECTION_KEYS = ("window_s", "hop_s", "smooth_windows", "min_event_s")
+DETECTION_KEYS = ("window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s")
 """Settings a head's ``detection`` block or the user may set."""
 
 

@@ -62,7 +62,9 @@ class SegmentConfig:
         hop_s: Step between windows; YAMNet's own patch hop, so every patch starts a window.
         smooth_windows: Odd number of windows in the centred moving average of the
             probabilities (1: no smoothing).
-        min_event_s: Events shorter than this are dropped.
+        min_event_s: Events shorter than this are dropped (after gaps are bridged).
+        max_gap_s: Two events of one class this close or closer are joined into one, the
+            background windows between them taking their label (0: never).
         thresholds: Probability a class's smoothed window probability must reach, by class
             name (missing classes: :data:`DEFAULT_THRESHOLD`).
         background: The class that never makes an event (``not_screaming``).
@@ -72,6 +74,7 @@ class SegmentConfig:
     hop_s: float = 0.48
     smooth_windows: int = 3
     min_event_s: float = 1.0
+    max_gap_s: float = 0.0
     thresholds: dict[str, float] = field(default_factory=dict)
     background: str = DEFAULT_BACKGROUND
 
@@ -84,6 +87,8 @@ class SegmentConfig:
             raise ValueError(f"smooth_windows must be odd and >= 1, got {self.smooth_windows}")
         if not (math.isfinite(self.min_event_s) and self.min_event_s >= 0):
             raise ValueError(f"min_event_s must be >= 0, got {self.min_event_s}")
+        if not (math.isfinite(self.max_gap_s) and self.max_gap_s >= 0):
+            raise ValueError(f"max_gap_s must be >= 0, got {self.max_gap_s}")
         for name, value in self.thresholds.items():
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"threshold of {name!r} must be in [0, 1], got {value}")
@@ -310,6 +315,31 @@ def window_bounds(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
     return np.concatenate([[0.0], mids]), np.concatenate([mids, [float(duration_s)]])
 
 
+def bridge_gaps(labels: Sequence[str], own_start_s: NDArray[np.floating],
+                own_end_s: NDArray[np.floating], *, background: str, max_gap_s: float
+                ) -> list[str]:
+    """Labels with each background run of at most ``max_gap_s`` between two runs of one
+    class set to that class (so the two become one event)."""
+    out = list(labels)
+    if max_gap_s <= 0:
+        return out
+    runs: list[tuple[int, int]] = []  # [i, j] of each run of one label
+    i = 0
+    while i < len(out):
+        j = i
+        while j + 1 < len(out) and out[j + 1] == out[i]:
+            j += 1
+        runs.append((i, j))
+        i = j + 1
+    for k in range(1, len(runs) - 1):
+        i, j = runs[k]
+        before, after = out[runs[k - 1][0]], out[runs[k + 1][0]]
+        if (out[i] == background and before == after != background
+                and float(own_end_s[j]) - float(own_start_s[i]) <= max_gap_s + 1e-9):
+            out[i:j + 1] = [before] * (j + 1 - i)
+    return out
+
+
 def merge_events(labels: Sequence[str], own_start_s: NDArray[np.floating],
                  own_end_s: NDArray[np.floating], probs: NDArray[np.floating],
                  classes: Sequence[str], *, background: str, min_event_s: float
@@ -374,9 +404,10 @@ def segment_probs(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
     own_start, own_end = window_bounds(starts_s, ends_s, max(duration_s, float(ends_s[-1])))
     # A recording shorter than the minimum event length can still be one event, end to end.
     min_event_s = min(config.min_event_s, float(own_end[-1]) - float(own_start[0]))
-    events, labels = merge_events(window_labels(smoothed, classes, config), own_start, own_end,
-                                  probs, classes, background=config.background,
-                                  min_event_s=min_event_s)
+    labels = bridge_gaps(window_labels(smoothed, classes, config), own_start, own_end,
+                         background=config.background, max_gap_s=config.max_gap_s)
+    events, labels = merge_events(labels, own_start, own_end, probs, classes,
+                                  background=config.background, min_event_s=min_event_s)
     return FileSegments(events, summarise(events, classes, config.background),
                         np.asarray(starts_s, np.float64), np.asarray(ends_s, np.float64), probs,
                         smoothed, labels, tuple(classes))
