@@ -43,6 +43,24 @@ Decode = Callable[[DecodeTask, int], DecodedClip | DecodeFailure]
 IN_FLIGHT = 32
 """Decode tasks queued ahead of the models (each at most one part of a long file)."""
 
+
+def parts_in_flight(workers: int, in_flight: int = IN_FLIGHT) -> int:
+    """Parts of a long file queued ahead of the models: one being decoded by each worker and
+    as many again ready, not :data:`IN_FLIGHT` (32 two-minute parts are 250 MB of decoded
+    audio waiting in this process while the model, slower than decoding, catches up)."""
+    return max(1, min(in_flight, 2 * max(1, workers) + 2))
+
+
+def _bounded_parts(tasks: Iterable[DecodeTask], pool: DecodePool, in_flight: int
+                   ) -> Iterator[DecodeTask]:
+    """``tasks``, setting how many the pool holds ahead by what is pulled: a long file's parts
+    are few at a time (:func:`parts_in_flight`), whole short files many. The pool reads its
+    ``in_flight`` before pulling each task."""
+    parts = parts_in_flight(pool.workers, in_flight)
+    for task in tasks:
+        pool.in_flight = parts if task.n_parts > 1 else in_flight
+        yield task
+
 def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
                 workers: int | None = None, batch_s: float | None = None,
                 max_batch_files: int = MAX_BATCH_FILES, part_s: float | None = None,
@@ -93,7 +111,7 @@ def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
         raise ValueError(f"the decode pool makes {pool.sample_rate_hz} Hz audio, the backbones "
                          f"want {sample_rate_hz} Hz")
     with pool, ModelStage(backbones, transform) as stage:
-        for item in pool.imap(tasks):
+        for item in pool.imap(_bounded_parts(tasks, pool, pool.in_flight)):
             batcher.add(item)
             if batcher.full or (batcher.early and stage.idle):
                 stage.submit(batcher.take())
