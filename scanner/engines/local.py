@@ -62,7 +62,7 @@ def steady_heap() -> None:
 
         libc = ctypes.CDLL(None)
         libc.mallopt(ctypes.c_int(-3), ctypes.c_int(HEAP_MMAP_THRESHOLD))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
+    except (OSError, AttributeError, TypeError):  # not glibc
         log.debug("mallopt is not available; the heap keeps its defaults")
 
 
@@ -82,6 +82,7 @@ def _bounded_parts(tasks: Iterable[DecodeTask], pool: DecodePool, in_flight: int
     for task in tasks:
         pool.in_flight = parts if task.n_parts > 1 else in_flight
         yield task
+
 
 def embed_files(files: Iterable[AudioFile], backbones: Sequence[Backbone], *,
                 workers: int | None = None, batch_s: float | None = None,
