@@ -30,6 +30,13 @@ The final table alone (seconds)::
 
     python benchmarks/bench_scale.py --tables-only --files 100000
 
+The long recordings alone, one file per scan (1 h and 4 h, peak memory and speed), and the
+same scans by another checkout in the same run (``--before``: its ``scanner``, e.g. main
+before a change), alternating so that both see the same machine load::
+
+    SCANNER_MODEL_DIR=../shared/models python benchmarks/bench_scale.py --only long \
+        --hours 1,4 --before ../main --out benchmarks/results/scale_long_memory.json
+
 Proof run on a shared machine (ratios within one run)::
 
     SCANNER_MODEL_DIR=../shared/models python benchmarks/bench_scale.py \\
@@ -123,8 +130,8 @@ def short_folders(root: Path, files: int) -> list[Path]:
             for i in range(0, files, PER_FOLDER)]
 
 
-def _tree_rss_kib(pid: int) -> int:
-    """VmRSS of ``pid`` and all its descendants, from /proc."""
+def _tree_rss_kib(pid: int, own: list[int] | None = None) -> int:
+    """VmRSS of ``pid`` and all its descendants, from /proc (``own``: ``[pid's own]``)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -144,21 +151,27 @@ def _tree_rss_kib(pid: int) -> int:
                 for line in fh:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
+                        if p == pid and own is not None:
+                            own[:] = [int(line.split()[1])]
         except OSError:
             continue
     return total
 
 
-def run_scan(args: list[str], *, sample_s: float = 0.5) -> dict:
-    """``scanner scan ARGS`` as a subprocess: wall time and the peak RSS of its process tree."""
+def run_scan(args: list[str], *, sample_s: float = 0.5, cwd: Path | None = None) -> dict:
+    """``scanner scan ARGS`` as a subprocess: wall time and the peak RSS of its process tree
+    (``cwd``: the checkout whose ``scanner`` runs; default this one)."""
     cmd = [sys.executable, "-m", "scanner", "-q", "scan", *args]
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = [0]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd)
+    peak = [0, 0]  # the whole tree, the scanner process alone
 
     def sample() -> None:
+        own = [0]
         while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_rss_kib(proc.pid))
+            peak[0] = max(peak[0], _tree_rss_kib(proc.pid, own))
+            peak[1] = max(peak[1], own[0])
             time.sleep(sample_s)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -168,7 +181,8 @@ def run_scan(args: list[str], *, sample_s: float = 0.5) -> dict:
     sampler.join()
     if proc.returncode not in (0, 1):  # 1: some files had errors (rows say which)
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr[-2000:]}")
-    return {"wall_s": wall, "peak_rss_mib": peak[0] / 1024, "summary": stderr.strip()[-300:]}
+    return {"wall_s": wall, "peak_rss_mib": peak[0] / 1024,
+            "scanner_peak_rss_mib": peak[1] / 1024, "summary": stderr.strip()[-300:]}
 
 
 def same_rows(small: Path, scale: Path) -> dict:
@@ -235,6 +249,46 @@ def table_costs(n_rows: int, per_part: int = 256, *, interleaved: bool = False) 
             "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def long_only(root: Path, hours: list[float], before: Path | None, threads: int) -> dict:
+    """One scan per long recording (``root/long-only/hN/rec.flac``), each also by ``before``
+    when given (alternating, in the same run), with peak memory, speed and the per-hour cost
+    between the shortest and the longest."""
+    out: dict = {"cpu_count": os.cpu_count(), "threads": threads, "file": "8 kHz FLAC mono",
+                 "runs": {}}
+    work = root / ".results-long"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    sides = {"after": None, **({"before": before.resolve()} if before else {})}
+    for h in hours:
+        folder = root / "long-only" / f"h{h:g}"
+        folder.mkdir(parents=True, exist_ok=True)
+        _long(folder / "rec.flac", h, 1)
+        for side, cwd in sides.items():
+            r = run_scan([str(folder), "-o", str(work / f"{side}_h{h:g}.parquet"), "--threads",
+                          str(threads), "--overwrite"], cwd=cwd)
+            r["x_realtime"] = h * 3600 / r["wall_s"]
+            out["runs"].setdefault(side, {})[f"{h:g}"] = r
+            print(side, f"{h:g} h", f"{r['peak_rss_mib']:.0f} MiB", f"{r['wall_s']:.1f} s",
+                  flush=True)
+    if len(hours) > 1:
+        lo, hi = f"{min(hours):g}", f"{max(hours):g}"
+        for side, runs in out["runs"].items():
+            out.setdefault("mib_per_hour", {})[side] = (
+                (runs[hi]["peak_rss_mib"] - runs[lo]["peak_rss_mib"]) / (max(hours) - min(hours)))
+    if before:
+        import pyarrow.parquet as pq
+
+        same = {}
+        for h in hours:
+            tables = [pq.read_table(work / f"{side}_h{h:g}.parquet").drop_columns(
+                ["seconds_taken"]).to_pylist() for side in ("after", "before")]
+            events = [pq.read_table(work / f"{side}_h{h:g}.events.parquet").to_pylist()
+                      for side in ("after", "before")]
+            same[f"{h:g}"] = tables[0] == tables[1] and events[0] == events[1]
+        out["same_rows_and_events"] = same
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("/tmp/scanner-scale"),
@@ -249,7 +303,20 @@ def main() -> None:
     parser.add_argument("--skip-long", action="store_true", help="do not scan the long files")
     parser.add_argument("--tables-only", action="store_true",
                         help="only the final-table and resume costs on --files synthetic rows")
+    parser.add_argument("--only", choices=["long"],
+                        help="long: only the long recordings of --hours, one scan each")
+    parser.add_argument("--hours", default="1,4",
+                        help="with --only long: recording lengths in hours, comma-separated")
+    parser.add_argument("--before", type=Path,
+                        help="with --only long: also scan with this checkout (same run)")
     args = parser.parse_args()
+    if args.only == "long":
+        result = long_only(args.root, [float(h) for h in args.hours.split(",")], args.before,
+                           args.threads)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
     if args.tables_only:
         print(json.dumps([table_costs(args.files, interleaved=i) for i in (False, True)],
                          indent=2))

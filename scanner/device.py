@@ -130,7 +130,8 @@ def set_cpu_threads(threads: int | None, *, decode_workers: int = 0) -> int:
 
 
 def run_with_oom_backoff(fn: Callable[[Sequence[T]], Sequence[R]], items: Sequence[T],
-                         batch_size: int) -> list[R]:
+                         batch_size: int, *, on_shrink: Callable[[int], None] | None = None
+                         ) -> list[R]:
     """Calls ``fn`` on consecutive batches of ``items`` and concatenates the results in order.
 
     When a batch runs out of CUDA memory, the cache is emptied, the batch size is halved and
@@ -140,6 +141,8 @@ def run_with_oom_backoff(fn: Callable[[Sequence[T]], Sequence[R]], items: Sequen
         fn: Maps a batch (a slice of ``items``) to one result per item.
         items: Everything to process.
         batch_size: Starting batch size.
+        on_shrink: Called with the new batch size each time it is halved (a caller that
+            keeps it for its next call logs it there; without one, a warning is logged here).
 
     Raises:
         torch.cuda.OutOfMemoryError: Even a batch of one does not fit.
@@ -160,7 +163,10 @@ def run_with_oom_backoff(fn: Callable[[Sequence[T]], Sequence[R]], items: Sequen
                 raise
             torch.cuda.empty_cache()
             batch_size = max(1, batch_size // 2)
-            logger.warning("CUDA out of memory; retrying with batch size %d", batch_size)
+            if on_shrink is not None:
+                on_shrink(batch_size)
+            else:
+                logger.warning("CUDA out of memory; retrying with batch size %d", batch_size)
             continue
         if len(out) != len(batch):
             raise ValueError(f"fn returned {len(out)} results for a batch of {len(batch)}")

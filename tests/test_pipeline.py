@@ -108,3 +108,32 @@ def test_scan_cache_lets_train_embed_nothing(tmp_path, fake_head):
                                     cache_dir=str(cache), workers=0, folds=3, epochs=20,
                                     band_limit_prob=0.0), progress=False)
     assert result.embedded["original"] == 0
+
+
+def test_long_file_parts_are_few_in_flight_short_files_many(tmp_path):
+    from scanner.audio.decode import plan_tasks
+    from scanner.audio.pool import DecodePool
+    from scanner.engines.local import IN_FLIGHT, _bounded_parts, parts_in_flight
+    from scanner.testing import noise, write_audio
+
+    write_audio(tmp_path / "a_long.wav", noise(60.0, 16000, seed=1), 16000)
+    for i in range(40):
+        write_audio(tmp_path / f"b_short_{i:02d}.wav", noise(0.2, 16000, seed=i), 16000)
+    files = discover([tmp_path])
+    pulled: list[int] = []
+
+    def source():
+        for task in plan_tasks(files, part_s=2.0):
+            pulled.append(task.n_parts)
+            yield task
+
+    ahead = {1: 0, 30: 0}  # by kind: most tasks pulled and not yet taken
+    taken = {1: 0, 30: 0}
+    with DecodePool(workers=1, in_flight=IN_FLIGHT) as pool:
+        for item in pool.imap(_bounded_parts(source(), pool, IN_FLIGHT)):
+            n = item.task.n_parts
+            ahead[n] = max(ahead[n], pulled.count(n) - taken[n])
+            taken[n] += 1
+    assert pulled == [30] * 30 + [1] * 40  # the long file's parts, then the short files
+    assert ahead[30] <= parts_in_flight(1) == 4
+    assert ahead[1] > 2 * parts_in_flight(1)  # short files fill the pool as before

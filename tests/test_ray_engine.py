@@ -262,6 +262,38 @@ def test_same_tables_as_the_local_engine_bad_long_and_model_failing_files_includ
     assert a.remove_metadata() == b.remove_metadata() and a.metadata.keys() == b.metadata.keys()
 
 
+def test_discovery_streams_into_ray_a_chunk_at_a_time(ray_local, audio_folder, fake_head,
+                                                      tmp_path, monkeypatch):
+    import scanner.engines.ray_engine as ray_engine
+    from scanner.classify import load_classifier
+
+    monkeypatch.setattr(ray_engine, "STREAM_CHUNK_FILES", 3)
+    _long_file(audio_folder)
+    config = _config(fake_head, part_s=10.0, segments=True)
+    files = discover([audio_folder])
+    pulled: list[int] = []
+
+    def stream():
+        for i, f in enumerate(files, 1):
+            pulled.append(i)
+            yield f
+
+    seen = []  # files taken from the stream when each result came back
+    for result in ray_engine.ray_results(stream(), config, load_classifier(config)):
+        seen.append((len(pulled), result.file.path))
+    assert len(seen) == len(files) == 7
+    assert max(n for n, _ in seen[:3]) == 3  # the first chunk's results before the next chunk
+    assert sorted(p for _, p in seen) == [f.path for f in files]
+    # and the tables, a chunk at a time, are the local engine's
+    local = scan([audio_folder], tmp_path / "local.parquet", config)
+    ray_ = scan([audio_folder], tmp_path / "ray.parquet", config, engine=ENGINES.get("ray")())
+    assert (ray_.files, ray_.ok) == (local.files, local.ok) == (7, 7)
+    assert _rows(tmp_path / "ray.parquet") == _rows(tmp_path / "local.parquet")
+    for kind in ("events", "segments"):
+        assert pq.read_table(tmp_path / f"ray.{kind}.parquet").to_pylist() \
+            == pq.read_table(tmp_path / f"local.{kind}.parquet").to_pylist()
+
+
 def test_resume_scans_only_new_files(ray_local, audio_folder, fake_head, tmp_path):
     out = tmp_path / "r.parquet"
     first = scan_ray([audio_folder], out, _config(fake_head))

@@ -253,3 +253,34 @@ def test_prepare_matches_feature_extractor(layer_dir: Path) -> None:
         return_tensors="np")
     np.testing.assert_allclose(values, ref["input_values"], atol=1e-5)
     np.testing.assert_array_equal(mask, ref["attention_mask"])
+
+
+def test_oom_halved_batch_size_is_kept_for_later_calls(group_dir, monkeypatch, caplog) -> None:
+    import logging
+
+    bb = load_backbone("wav2vec2", str(group_dir), window_s=0.5, batch_size=8, device="cpu")
+    clips = [_audio(5.0, seed=3), _audio(2.0, seed=4)]  # 10 + 4 full windows of 0.5 s
+    expected = bb.embed_batch(clips)
+    forward, sizes = bb._forward, []
+
+    def tight_forward(windows):  # noqa: ANN001, ANN202 - a card that fits two windows
+        sizes.append(len(windows))
+        if len(windows) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(windows)
+
+    monkeypatch.setattr(bb, "_forward", tight_forward)
+    caplog.set_level(logging.WARNING, logger="scanner.backbones.wav2vec2")
+    first = bb.embed_batch(clips)
+    assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2 and bb.batch_size == 2
+    shrinks = [r.getMessage() for r in caplog.records if "out of memory" in r.getMessage()]
+    assert shrinks == ["wav2vec2: CUDA out of memory at 8 windows a batch; using 4 from now on",
+                       "wav2vec2: CUDA out of memory at 4 windows a batch; using 2 from now on"]
+    sizes.clear()
+    caplog.clear()
+    second = bb.embed_batch(clips)
+    assert sizes == [2] * 7  # the big sizes are never tried again
+    assert not caplog.records
+    for a, b, c in zip(expected, first, second, strict=True):
+        np.testing.assert_allclose(b.embeddings, a.embeddings, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(c.embeddings, b.embeddings)

@@ -172,7 +172,8 @@ class Wav2Vec2Backbone(Backbone):
             window_s: Window length; each window is one embedding.
             overlap_s: Overlap of consecutive windows (hop = window_s - overlap_s).
             layer: Hidden layer to pool, 0..num_hidden_layers, negative from the end.
-            batch_size: Windows per forward pass (halved on CUDA out-of-memory).
+            batch_size: Windows per forward pass (halved on CUDA out-of-memory, and the
+                smaller size kept for later calls).
 
         Raises:
             ModelNotFoundError: Nothing could be loaded from ``source``.
@@ -288,7 +289,8 @@ class Wav2Vec2Backbone(Backbone):
             if key == -1:  # longest first, so each padded batch holds similar lengths
                 jobs.sort(key=lambda job: -job[2].size)
             vectors = run_with_oom_backoff(
-                lambda batch: self._forward([job[2] for job in batch]), jobs, self.batch_size)
+                lambda batch: self._forward([job[2] for job in batch]), jobs, self.batch_size,
+                on_shrink=self._shrink_batch)
             for (i, j, _), vector in zip(jobs, vectors, strict=True):
                 out[i][j] = vector
         return [
@@ -296,6 +298,14 @@ class Wav2Vec2Backbone(Backbone):
                       self.window_s if x.size >= self._window else x.size / self.sample_rate_hz)
             for i, x in enumerate(clips)
         ]
+
+    def _shrink_batch(self, size: int) -> None:
+        """CUDA ran out of memory: ``size`` windows a forward pass from now on, in this call
+        and every later one (without this, every batch would hit the same error again)."""
+        if size < self.batch_size:
+            logger.warning("wav2vec2: CUDA out of memory at %d windows a batch; using %d from "
+                           "now on", self.batch_size, size)
+            self.batch_size = size
 
     def _prepare(self, windows: Sequence[NDArray[np.float32]]
                  ) -> tuple[NDArray[np.float32], NDArray[np.int32] | None]:

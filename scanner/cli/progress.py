@@ -5,6 +5,10 @@ A log file or a batch system's output (SLURM) keeps every byte written to it, so
 ``12:04:31 INFO 1200/5000 files (24%), 3.1 h of audio, 41 files/s, about 0:01:32 left``
 is written every :data:`PLAIN_EVERY_S` seconds instead. While the bar runs, log records
 go through ``tqdm.write`` (``logging_redirect_tqdm``), so a warning never lands inside it.
+
+Discovery has its own count (``on_discovered`` of a scan): while a large tree is walked, a
+second bar (or a plain line every few seconds) says ``found 12,345 files``; it stops when the
+walk ends, and the main bar's total is set then (rows may have been made already).
 """
 
 from __future__ import annotations
@@ -49,11 +53,16 @@ class Progress:
         self._clock = clock
         self.desc = desc
         self.total = 0
+        self.found_files = 0
+        self.walked = False
         self.done = 0
         self.audio_s = 0.0
         self._bar: Any = None
-        self._started = 0.0
+        self._found_bar: Any = None
+        self._found_called = False
+        self._started: float | None = None
         self._last_line = 0.0
+        self._last_found = 0.0
         self._exit = contextlib.ExitStack()
 
     @property
@@ -81,45 +90,102 @@ class Progress:
         self.close()
         self._exit.close()
 
-    def start(self, total: int) -> None:
-        """The number of files to scan is known: show the bar (or the first line later)."""
-        self.total = total
-        self._started = self._last_line = self._clock()
-        if not self.enabled or not self.uses_bar:
-            return
+    def _begin(self) -> float:
+        now = self._clock()
+        if self._started is None:
+            self._started = self._last_line = self._last_found = now
+        return now
+
+    def _tqdm(self, **kw: Any) -> Any:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, unit="file", file=self.stream, dynamic_ncols=True,
-                         desc=self.desc)
+        return tqdm(file=self.stream, dynamic_ncols=True, **kw)
+
+    def found(self, n: int) -> None:
+        """The walk has found ``n`` files so far (``on_discovered`` of a scan)."""
+        self.found_files = n
+        self._found_called = True
+        now = self._begin()
+        if not self.enabled or self.walked:
+            return
+        if self.uses_bar:
+            if self._found_bar is None and self._bar is None:
+                self._found_bar = self._tqdm(desc="found", unit=" files")
+            if self._found_bar is not None:
+                self._found_bar.update(n - self._found_bar.n)
+        elif now - self._last_found >= self.every_s:
+            self._last_found = now
+            log.info("found %s files so far", f"{n:,}")
+
+    def start(self, total: int) -> None:
+        """The walk has ended and ``total`` files are to be scanned: the bar gets its total."""
+        self.total = total
+        self.walked = True
+        self._begin()
+        if not self.enabled:
+            return
+        if not self.uses_bar:
+            if self._found_called:
+                log.info("found %s files, %s to scan", f"{self.found_files:,}", f"{total:,}")
+            return
+        if self._found_bar is not None:  # one bar at a time: the count stops, the bar starts
+            self._found_bar.update(self.found_files - self._found_bar.n)
+            self._found_bar.close()
+            self._found_bar = None
+        if self._bar is None:
+            self._bar = self._main_bar(total)
+        else:
+            self._bar.total = total
+            self._bar.refresh()
+
+    def _main_bar(self, total: int | None) -> Any:
+        bar = self._tqdm(total=total, unit="file", desc=self.desc, initial=self.done)
+        if self.done:
+            bar.set_postfix_str(f"{self.audio_s / 3600:.2f} h audio")
+        return bar
 
     def update(self, row: dict[str, Any]) -> None:
         """One file done (its result row)."""
         self.done += 1
         self.audio_s += row.get("duration_s") or 0.0
+        now = self._begin()
         if not self.enabled:
+            return
+        if self._found_bar is not None:  # rows before the walk has ended: on the count's line
+            self._found_bar.set_postfix_str(f"{self.done:,} scanned, "
+                                            f"{self.audio_s / 3600:.2f} h audio", refresh=False)
+            self._found_bar.update(0)  # redrawn at tqdm's own pace
+            return
+        if self._bar is None and self.uses_bar:
+            self._bar = self._main_bar(self.total if self.walked else None)
             return
         if self._bar is not None:
             self._bar.set_postfix_str(f"{self.audio_s / 3600:.2f} h audio", refresh=False)
             self._bar.update(1)
             return
-        now = self._clock()
         if now - self._last_line >= self.every_s:
             self._last_line = now
             log.info("%s", self.line(now))
 
     def line(self, now: float | None = None) -> str:
         """The plain progress line for now."""
-        elapsed = (self._clock() if now is None else now) - self._started
+        now = self._clock() if now is None else now
+        elapsed = now - (now if self._started is None else self._started)
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        text = f"{self.done}/{self.total} files"
-        if self.total:
+        if not self.walked:  # the total is not known yet
+            text = f"{self.done} files (found {self.found_files:,} so far)"
+        else:
+            text = f"{self.done}/{self.total} files"
+        if self.walked and self.total:
             text += f" ({100 * self.done / self.total:.0f}%)"
         text += f", {self.audio_s / 3600:.2f} h of audio, {rate:.1f} files/s"
-        if rate > 0 and self.total > self.done:
+        if rate > 0 and self.walked and self.total > self.done:
             text += f", about {hms((self.total - self.done) / rate)} left"
         return text
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        for name in ("_found_bar", "_bar"):
+            bar = getattr(self, name)
+            if bar is not None:
+                bar.close()
+                setattr(self, name, None)

@@ -281,7 +281,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     with progress:
         try:
             summary = scan(paths, out, config, classifier=classifier, on_files=progress.start,
-                           on_row=on_row, engine=ENGINES.get(engine)(address=ray_address))
+                           on_discovered=progress.found, on_row=on_row,
+                           engine=ENGINES.get(engine)(address=ray_address))
         except ScanInterrupted as e:
             progress.close()
             log.warning("interrupted after %d files; committed rows are kept. Continue with: %s",

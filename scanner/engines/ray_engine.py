@@ -3,6 +3,7 @@
 ::
 
     driver: discover, --resume filter          -> a Dataset of file rows, a few files per block
+            (the stream taken STREAM_CHUNK_FILES at a time: one Dataset pass per chunk)
     CPU tasks: decode_files (plan_parts, decode_task)   -> one row per file: its audio, its records
     actor pool: ModelActor (Batcher, embed_items, Stitcher; one model load per actor, a GPU
                 each when the cluster has GPUs)         -> one FileResult per file (embeddings)
@@ -18,6 +19,12 @@ A long file is decoded in parts (``plan_tasks``) by one task and travels as one 
 without its samples. The actor that gets the file so has all of its parts and the Stitcher
 completes it in the same call; no part can reach another actor. The price is one large row
 per long file (16 kHz float32: 230 MB per hour of audio; ``--max-duration`` bounds it).
+
+Discovery streams into the engine as into the local one: the driver takes
+:data:`STREAM_CHUNK_FILES` files from the walk, runs them through one Dataset pass, and takes
+the next chunk, so a tree of a million files is never listed whole here, and the first pass
+starts while the walk goes on. Each pass starts its own actor pool (one model load per actor
+and pass: about a second for YAMNet, against minutes of work for a chunk).
 
 Failures: a bad file is a failure made by the shared decode function; a model error on one
 file is a ``model`` failure for that file (:func:`~scanner.engines.stages.embed_items`). A worker
@@ -37,9 +44,10 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +94,8 @@ DECODE_CPU_SHARE = 0.2  # of a CPU-only cluster's cores left to decoding (see ac
 HUNG_GRACE_S = 60.0  # past timeout + this, a decode stuck in C code takes its worker down
 FORWARDED_ENV = ("SCANNER_MODEL_DIR", "SCANNER_OFFLINE", "HF_HUB_OFFLINE", "HF_HOME",
                  "TFHUB_CACHE_DIR")
+STREAM_CHUNK_FILES = 10_000
+"""Files taken from discovery for one Dataset pass (bounds the files held by the driver)."""
 CRASHED_MESSAGE = ("a Ray worker died on this file every time it ran (a decoder or model "
                    "crash, or a decode stuck past the timeout)")
 
@@ -134,7 +144,7 @@ class RayEngine:
         require_ray()
         _check_reachable(self.address)  # before the output is touched
 
-    def results(self, todo: Sequence[AudioFile], config: ScanConfig, classifier: Classifier
+    def results(self, todo: Iterable[AudioFile], config: ScanConfig, classifier: Classifier
                 ) -> Iterator[FileResult]:
         sample_rate_of(classifier.backbones)
         return ray_results(todo, config, classifier, address=self.address, decode=self.decode)
@@ -194,38 +204,43 @@ def actor_plan(resources: Mapping[str, float], config: ScanConfig, *,
     return ActorPlan(max(1, (cpus - decode_cpus) // threads), threads, 0, device)
 
 
-def ray_results(todo: Sequence[AudioFile], config: ScanConfig, classifier: Classifier, *,
+def ray_results(todo: Iterable[AudioFile], config: ScanConfig, classifier: Classifier, *,
                 address: str | None = None, decode: Decode | None = None
                 ) -> Iterator[FileResult]:
     """One FileResult per file, made on Ray, in no particular order (the writer sorts).
 
-    A pass over all files; a pass, one file per block, over the files a dead worker lost;
-    then a ``crashed`` failure for each file lost twice. Ray is started (or reached at
-    ``address``) only when there are files, and shut down after if this started it.
+    ``todo`` is taken :data:`STREAM_CHUNK_FILES` files at a time (never listed whole). For
+    each chunk: a pass over its files; a pass, one file per block, over the files a dead
+    worker lost; then a ``crashed`` failure for each file lost twice. Ray is started (or
+    reached at ``address``) only when there are files, and shut down after if this started it.
 
     Args:
-        todo: Files to scan.
+        todo: Files to scan (the driver's discovery stream; iterated once).
         config: Scan settings; the actors load their backbones from it.
         classifier: The driver's models: their sample rate, overlap and GPU use.
         address: See :func:`scan_ray`.
         decode: The per-task decode run in the tasks (tests swap in faulty ones).
     """
-    if not todo:
+    source = iter(todo)
+    chunk = list(islice(source, STREAM_CHUNK_FILES))
+    if not chunk:
         return
     with _ray_session(address):
-        yield from _results(list(todo), config, classifier, decode or _decode)
+        import ray
+
+        resources = ray.cluster_resources()
+        plan = actor_plan(resources, config,
+                          gpu_models=any(b.can_use_gpu for b in classifier.backbones))
+        log.info("Ray: up to %d model actor(s) (%d CPU, %d GPU each), decoding on the other "
+                 "CPUs", plan.actors, plan.num_cpus, plan.num_gpus)
+        cpus = max(1, int(resources.get("CPU", 1)))
+        while chunk:
+            yield from _results(chunk, config, classifier, decode or _decode, plan, cpus)
+            chunk = list(islice(source, STREAM_CHUNK_FILES))
 
 
 def _results(todo: list[AudioFile], config: ScanConfig, classifier: Classifier,
-             decode: Decode) -> Iterator[FileResult]:
-    import ray
-
-    resources = ray.cluster_resources()
-    plan = actor_plan(resources, config,
-                      gpu_models=any(b.can_use_gpu for b in classifier.backbones))
-    log.info("Ray: up to %d model actor(s) (%d CPU, %d GPU each), decoding on the other CPUs",
-             plan.actors, plan.num_cpus, plan.num_gpus)
-    cpus = max(1, int(resources.get("CPU", 1)))
+             decode: Decode, plan: ActorPlan, cpus: int) -> Iterator[FileResult]:
     per_block = max(1, min(MAX_FILES_PER_BLOCK, math.ceil(len(todo) / (4 * cpus))))
     keep_scores = needs_scores(m.head for m in classifier.models)
     seen: set[str] = set()

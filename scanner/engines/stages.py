@@ -12,6 +12,7 @@ import logging
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -174,29 +175,79 @@ def _empty(backbone: Backbone) -> Embedding:
 
 # -- stitching a long file's parts ----------------------------------------------------------
 
-def _merge(parts: list[Embedding]) -> Embedding:
-    """The parts end to end; each part is let go once copied, so a long file's embeddings are
-    held about once, not twice (31 MB per hour of YAMNet patches). Empties ``parts``."""
-    parts[:] = [p for p in parts if p.n_patches] or parts[:1]
-    if len(parts) == 1:
-        return parts.pop()
-    n = sum(p.n_patches for p in parts)
-    first = parts[0]
-    embeddings = np.empty((n, first.embeddings.shape[1]), first.embeddings.dtype)
-    starts = np.empty(n, first.starts_s.dtype)
-    scores = None if first.scores is None else np.empty((n, first.scores.shape[1]),
-                                                        first.scores.dtype)
-    at = 0
-    window_s = first.window_s
-    while parts:
-        part = parts.pop(0)
-        k = part.n_patches
-        embeddings[at:at + k], starts[at:at + k] = part.embeddings, part.starts_s
-        if scores is not None:
-            scores[at:at + k] = part.scores
-        at += k
-        del part
-    return Embedding(embeddings, starts, window_s, scores)
+PATCH_SLACK = 4
+"""Patches a part may have beyond the first part's count (rounding at the joins)."""
+
+
+class PatchBuffer:
+    """A long file's patches, part after part, in one buffer sized from its first part.
+
+    The first part's patch count times the number of parts (plus :data:`PATCH_SLACK` a part)
+    is all a file of equal parts can have, so the buffer is allocated once and the file's
+    embeddings are held exactly once: no list of parts to concatenate at the end (a second
+    copy, 31 MB per hour of YAMNet patches), and each part is let go as soon as it is copied.
+    A file whose duration was an estimate may have fewer patches: what is left over is
+    trimmed off (one copy) when it is more than an eighth; more patches grow the buffer.
+
+    Args:
+        n_parts: The file's number of parts (:attr:`~scanner.records.DecodeTask.n_parts`).
+    """
+
+    def __init__(self, n_parts: int) -> None:
+        self.n_parts = n_parts
+        self.n = 0
+        self.window_s = 0.0
+        self.embeddings: NDArray[np.float32] | None = None
+        self.starts_s: NDArray[np.float64] | None = None
+        self.scores: NDArray[np.float32] | None = None
+        self._empty: Embedding | None = None
+
+    def add(self, emb: Embedding, part: int) -> None:
+        """Appends part ``part``'s patches (already in file time)."""
+        k = emb.n_patches
+        if k == 0:  # a part past the real end of a file whose duration was estimated
+            self._empty = self._empty or emb
+            return
+        if self.embeddings is None:
+            capacity = (k + PATCH_SLACK) * max(1, self.n_parts - part)
+            self.window_s = emb.window_s
+            self.embeddings = np.empty((capacity, emb.embeddings.shape[1]), emb.embeddings.dtype)
+            self.starts_s = np.empty(capacity, emb.starts_s.dtype)
+            self.scores = None if emb.scores is None else np.empty(
+                (capacity, emb.scores.shape[1]), emb.scores.dtype)
+        elif self.n + k > len(self.starts_s):
+            self._resize(max(self.n + k, len(self.starts_s) * 5 // 4))
+        self.embeddings[self.n:self.n + k] = emb.embeddings
+        self.starts_s[self.n:self.n + k] = emb.starts_s
+        if self.scores is not None:
+            self.scores[self.n:self.n + k] = emb.scores
+        self.n += k
+
+    def _resize(self, capacity: int) -> None:
+        def resized(a: NDArray[Any] | None) -> NDArray[Any] | None:
+            if a is None:
+                return None
+            out = np.empty((capacity, *a.shape[1:]), a.dtype)
+            out[:self.n] = a[:self.n]
+            return out
+
+        self.embeddings = resized(self.embeddings)
+        self.starts_s = resized(self.starts_s)
+        self.scores = resized(self.scores)
+
+    def take(self) -> Embedding:
+        """The file's patches (views of the buffer); the buffer forgets them."""
+        if self.embeddings is None or self.starts_s is None:
+            if self._empty is None:
+                raise ValueError("no part was added")
+            return self._empty
+        if len(self.starts_s) - self.n > len(self.starts_s) // 8:
+            self._resize(self.n)
+        n = self.n
+        emb = Embedding(self.embeddings[:n], self.starts_s[:n], self.window_s,
+                        None if self.scores is None else self.scores[:n])
+        self.embeddings = self.starts_s = self.scores = None
+        return emb
 
 
 def _shift(emb: Embedding, offset_s: float) -> Embedding:
@@ -217,6 +268,8 @@ class Stitcher:
     """Collects the parts of each file and emits one FileResult once its last part is in.
 
     Parts must arrive in order, a file's parts consecutively (as :func:`plan_parts` makes them).
+    A long file's patches go into one :class:`PatchBuffer` per backbone as its parts come,
+    so they are held once, never as a list of parts plus their concatenation.
 
     Args:
         overlap_s: How far parts were decoded past their end (see :func:`with_overlap`);
@@ -227,7 +280,7 @@ class Stitcher:
     def __init__(self, overlap_s: float = 0.0, *, keep_scores: bool = True) -> None:
         self.overlap_s = overlap_s
         self.keep_scores = keep_scores
-        self._parts: dict[str, list[Embedding]] = {}
+        self._parts: dict[str, PatchBuffer | Embedding] = {}
         self._clip: DecodedClip | None = None
         self._failed: AudioFile | None = None
 
@@ -241,17 +294,21 @@ class Stitcher:
             if task.n_parts > 1 and task.part < task.n_parts - 1:
                 self._failed = task.file
             return FileResult(task.file, failure=item)
-        if task.part == 0:
-            self._parts = {name: [] for name in embeddings}
-            self._clip = item
         last = task.part == task.n_parts - 1
+        if task.part == 0:
+            self._parts, self._clip = {}, item
         for name, emb in embeddings.items():
             if not last and task.max_s is not None:
                 emb = _until(emb, task.max_s - self.overlap_s)
             if not self.keep_scores and emb.scores is not None:
                 # Held until a long file's last part: a third less memory per hour of audio.
                 emb = Embedding(emb.embeddings, emb.starts_s, emb.window_s, None)
-            self._parts[name].append(_shift(emb, item.offset_s))
+            emb = _shift(emb, item.offset_s)
+            if task.n_parts == 1:
+                self._parts[name] = emb  # a whole file as it is
+            else:
+                self._parts.setdefault(name, PatchBuffer(task.n_parts)).add(emb, task.part)
+            del emb
         if not last:
             return None
         first = self._clip or item
@@ -259,8 +316,9 @@ class Stitcher:
         info = ClipInfo(first.orig_sample_rate_hz, first.channels, first.duration_s,
                         first.decoder, first.seconds_taken, item.truncated_to_s,
                         noted.note_kind, noted.note)
-        parts_by_name, self._parts, self._clip = self._parts, {}, None
-        merged = {name: _merge(parts) for name, parts in parts_by_name.items()}
+        parts, self._parts, self._clip = self._parts, {}, None
+        merged = {name: part.take() if isinstance(part, PatchBuffer) else part
+                  for name, part in parts.items()}
         return FileResult(task.file, info, merged)
 
     def add_all(self, embedded: Embedded) -> Iterator[FileResult]:
