@@ -37,9 +37,18 @@ def fingerprint(config: ScanConfig, classifier: Classifier, detection: SegmentCo
                    "sha256": getattr(m.head, "sha256", None)} for m in classifier.models],
         "weights": classifier.weights,
         "settings": {k: options[k] for k in ROW_SETTINGS if k not in ("models", "heads")},
-        "detection": detection.to_dict(),
+        "detection": _detection_key(detection),
         "columns": columns,
     }
+
+
+def _detection_key(detection: SegmentConfig) -> dict[str, Any]:
+    """The detection settings as a fingerprint holds them; no bridged gap is left out, so a
+    table written before gaps could be bridged still resumes under the same settings."""
+    out = detection.to_dict()
+    if not out.get("max_gap_s"):
+        out.pop("max_gap_s", None)
+    return out
 
 
 def table_metadata(config: ScanConfig, classifier: Classifier, detection: SegmentConfig,
