@@ -94,16 +94,16 @@ def test_head_refuses_another_layer_or_window():
 
 
 def test_builtin_detector_is_the_detection_head_and_default_the_clip_head():
-    from scanner.heads.context import ContextHead
+    from scanner.heads.ensemble import EnsembleHead
 
     heads = builtin_heads()
     assert {"default", "detector", "audioset"} <= set(heads)
-    default = load_head("detector")
-    assert isinstance(default, ContextHead)
-    assert set(default.detection_thresholds()) == {"cry", "screaming"}
-    assert all(0 < t < 1 for t in default.detection_thresholds().values())
-    assert set(default.detection_settings()) == {"window_s", "hop_s", "smooth_windows",
-                                                 "min_event_s"}
+    detector = load_head("detector")
+    assert isinstance(detector, EnsembleHead)
+    assert set(detector.detection_thresholds()) == {"cry", "screaming"}
+    assert all(0 < t < 1 for t in detector.detection_thresholds().values())
+    assert set(detector.detection_settings()) == {"window_s", "hop_s", "smooth_windows",
+                                                  "min_event_s", "max_gap_s"}
     report = (heads["detector"] / "report.md").read_text()
     assert "scanner train" in report and "--detector" in report
     assert "published method" not in report

@@ -177,6 +177,8 @@ def _target(head_dir: Path, out: Path | None) -> Path:
     for f in head_dir.iterdir():
         if f.is_file() and f.name != BACKUP:
             shutil.copy2(f, out / f.name)
+        elif f.is_dir() and not f.is_symlink():  # an ensemble's member heads
+            shutil.copytree(f, out / f.name, symlinks=False, dirs_exist_ok=True)
     return out / HEAD_JSON
 
 

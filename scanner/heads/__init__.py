@@ -11,7 +11,7 @@ from scanner.registry import Registry
 HEADS: Registry[type[Head]] = Registry("head")
 register_head = HEADS.register
 
-from scanner.heads import audioset, context, mlp  # noqa: E402,F401
+from scanner.heads import audioset, context, ensemble, mlp  # noqa: E402,F401
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
@@ -53,13 +53,14 @@ def load_head(spec: str | Path | None, *, backbone: str = "yamnet") -> Head:
 
 
 def folder_sha256(folder: Path) -> str:
-    """One SHA-256 over a head folder's ``head.json`` and weight files (the head's identity)."""
+    """One SHA-256 over a head folder's ``head.json`` and weight files, those of its member
+    sub-folders (an ensemble's) included: the head's identity."""
     import hashlib
 
     digest = hashlib.sha256()
-    for file in sorted(folder.iterdir()):
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         if file.name == "head.json" or file.suffix in (".safetensors", ".npz"):
-            digest.update(file.name.encode())
+            digest.update(file.relative_to(folder).as_posix().encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()
 

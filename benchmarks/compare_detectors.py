@@ -1,0 +1,158 @@
+"""Compares heads as detectors on the project's soundscapes, thresholds chosen on validation.
+
+For each head (a built-in name or a folder; ``A+B`` is the mean of two heads' window
+probabilities): per-class thresholds, the minimum event length and the gap bridged are chosen
+on validation soundscapes (best mean event F1 within ``--fa-budget`` false alarms per hour,
+:func:`training.detect_eval.choose_detection`), then applied to test soundscapes and to the
+held-out test clips (the file verdict the scan gives, also band-limited to 4 kHz). The
+soundscapes are the benchmark generator's (``benchmarks/soundscapes.py build``), one set per
+seed of each split, embedded once with YAMNet and cached (``--cache-dir``); the split is the
+detection training's (``--val``/``--test``/``--seed`` of ``scanner train --detector``).
+
+    SCANNER_MODEL_DIR=../shared/models python benchmarks/compare_detectors.py \\
+        ../shared/datasets/cry-scream --heads default,detector --val-seeds 1,10,11 \\
+        --test-seeds 0,1,2 --out benchmarks/results/detectors.jsonl
+
+Choosing thresholds runs sed_eval a few hundred times: about 6 minutes per head on 9 h of
+validation soundscapes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+log = logging.getLogger("compare_detectors")
+
+
+def _brief(m: dict[str, Any]) -> dict[str, Any]:
+    return {"mean_event_f1": round(m["mean_event_f1"], 3),
+            "mean_file_flag_f1": round(m["mean_file_flag_f1"], 3),
+            "false_alarms_per_hour": round(m["false_alarms_per_hour"], 2),
+            **{f"event_f1_{c}": round(v["event_f1"], 3) for c, v in m["per_class"].items()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data_dir")
+    ap.add_argument("--heads", default="default,detector",
+                    help="comma-separated heads; A+B averages two heads (weights 0.5)")
+    ap.add_argument("--val-seeds", default="1,10,11")
+    ap.add_argument("--test-seeds", default="0,1,2")
+    ap.add_argument("--val-hours", type=float, default=3.0, help="hours per validation seed")
+    ap.add_argument("--test-hours", type=float, default=2.0, help="hours per test seed")
+    ap.add_argument("--fa-budget", type=float, default=5.0)
+    ap.add_argument("--cache-dir", help="patch and scene cache (default: the user cache)")
+    ap.add_argument("--model", help="YAMNet file (default: from SCANNER_MODEL_DIR)")
+    ap.add_argument("--out", type=Path, help="append one JSON line per head here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    from scanner.backbones import load_backbone
+    from scanner.heads import load_head
+    from scanner.output.cache import file_digest
+    from training.detect import BACKGROUND, _reference, prepare
+    from training.detect_config import DetectConfig
+    from training.detect_eval import (
+        ScoredFile,
+        choose_detection,
+        detect,
+        evaluate_files,
+        file_verdict,
+        score_file,
+        segment_config,
+    )
+    from training.metrics import evaluate
+    from training.patches import PatchCache
+    from training.scene_sets import benchmark_set
+    from training.soundscapes import load_manifest
+
+    config = DetectConfig(data_dir=args.data_dir, out_dir="unused", cache_dir=args.cache_dir,
+                          model=args.model, train_scene_hours=0.0)
+    prep = prepare(config, progress=False)
+    backbone = load_backbone(config.backbone, config.model)
+    cache = PatchCache(config.cache_dir, backbone)
+    where = {it.group: str(s) for it, s in zip(prep.items, prep.splits, strict=True)}
+    manifest = load_manifest(Path(prep.dataset.source).parent)
+    classes = prep.classes
+
+    def soundscapes(split: str, hours: float, seeds: str) -> list:
+        clips = [c for c in manifest if where.get(c.group) == split]
+        digests = sorted(file_digest(prep.items[i].path) for i in prep.rows[split])
+        out = []
+        for seed in (int(s) for s in seeds.split(",")):
+            scenes = benchmark_set(split, clips, hours=hours, minutes=config.eval_minutes,
+                                   seed=seed, digests=digests, classes=classes,
+                                   background_class=BACKGROUND, backbone=backbone, cache=cache)
+            out += [replace(s, name=f"seed{seed}_{s.name}") for s in scenes]
+        return out
+
+    val = soundscapes("val", args.val_hours, args.val_seeds)
+    test = soundscapes("test", args.test_hours, args.test_seeds)
+    log.info("validation: %d recordings, %d events; test: %d recordings, %d events", len(val),
+             sum(len(s.events) for s in val), len(test), sum(len(s.events) for s in test))
+
+    def scored(head, scenes) -> list[ScoredFile]:
+        return [score_file(head, s.name, s.patches, s.duration_s, _reference(s)) for s in scenes]
+
+    def clips(head, view: str) -> tuple[list[ScoredFile], list[int]]:
+        rows = [i for i in prep.rows["test"] if prep.patches[view][i] is not None]
+        return [score_file(head, str(i), prep.patches[view][i], 1e9, []) for i in rows], rows
+
+    def mean(a: list[ScoredFile], b: list[ScoredFile]) -> list[ScoredFile]:
+        return [replace(x, probs=(0.5 * x.probs + 0.5 * y.probs).astype(np.float32))
+                for x, y in zip(a, b, strict=True)]
+
+    def clip_macro_f1(files: list[ScoredFile], rows: list[int], seg) -> float:
+        events = detect(files, classes, seg)
+        verdict = [classes.index(file_verdict(events[str(i)], BACKGROUND)) for i in rows]
+        onehot = np.eye(len(classes), dtype=np.float32)[verdict]
+        return round(evaluate(prep.y[rows], onehot, classes, curves=False)["macro_f1"], 3)
+
+    cache_scores: dict[str, tuple] = {}
+
+    def scores_of(name: str) -> tuple:
+        if name not in cache_scores:
+            head = load_head(name)
+            cache_scores[name] = (scored(head, val), scored(head, test), clips(head, "original"),
+                                  clips(head, "bandlimit4k"))
+        return cache_scores[name]
+
+    for spec in args.heads.split(","):
+        t0 = time.monotonic()
+        parts = [scores_of(n) for n in spec.split("+")]
+        v, te, co, cb = parts[0]
+        if len(parts) == 2:
+            w = parts[1]
+            v, te = mean(v, w[0]), mean(te, w[1])
+            co, cb = (mean(co[0], w[2][0]), co[1]), (mean(cb[0], w[3][0]), cb[1])
+        elif len(parts) > 2:
+            raise SystemExit(f"{spec}: at most two heads can be averaged")
+        thresholds, settings, _ = choose_detection(v, classes, background=BACKGROUND,
+                                                   fa_budget_per_hour=args.fa_budget)
+        seg = segment_config(thresholds, **settings)
+        row = {"head": spec, "thresholds": thresholds, **settings,
+               "val": _brief(evaluate_files(v, classes, seg)),
+               "test": _brief(evaluate_files(te, classes, seg)),
+               "test_clips_macro_f1": clip_macro_f1(*co, seg),
+               "test_clips_macro_f1_bandlimited": clip_macro_f1(*cb, seg),
+               "val_recordings": len(val), "test_recordings": len(test),
+               "seconds": round(time.monotonic() - t0)}
+        log.info("%s", json.dumps(row))
+        if args.out:
+            with args.out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
