@@ -127,7 +127,9 @@ def test_a_signal_commits_stops_the_workers_and_resume_finishes(tmp_path, fake_h
                                                                 code):
     files = _folder(tmp_path / "in", 60)
     out = tmp_path / "r.parquet"
-    proc = _start(tmp_path, _args(tmp_path / "in", out, fake_head))
+    # 0.3 s a file: the whole scan would take 9 s, so the signal lands mid-scan on a loaded CI
+    # machine too (at 0.1 s, a 3 s scan could finish before it)
+    proc = _start(tmp_path, _args(tmp_path / "in", out, fake_head), decode_delay_s=0.3)
     _wait_for_rows(proc, out, at_least=5)
     os.kill(proc.pid, signum)  # the scanner alone, as `kill` or systemd would send it
     try:
@@ -154,7 +156,7 @@ def test_a_signal_commits_stops_the_workers_and_resume_finishes(tmp_path, fake_h
 def test_the_whole_group_terminated_still_commits_and_exits_143(tmp_path, fake_head):
     _folder(tmp_path / "in", 60)
     out = tmp_path / "r.parquet"
-    proc = _start(tmp_path, _args(tmp_path / "in", out, fake_head))
+    proc = _start(tmp_path, _args(tmp_path / "in", out, fake_head), decode_delay_s=0.3)
     _wait_for_rows(proc, out, at_least=5)
     os.killpg(proc.pid, signal.SIGTERM)  # workers too: they leave it to the scanner
     assert proc.wait(timeout=60) == EXIT_TERMINATED, (tmp_path / "stderr.txt").read_text()
