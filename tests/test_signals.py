@@ -28,7 +28,10 @@ SR = 16000
 # Rows commit every 0.2 s and each decode takes 0.1 s longer: a signal lands mid-scan with
 # parts committed and decode tasks queued. PYTHONPATH: this checkout's scanner, not another.
 _SLOW_SCANNER = """
-import sys, time
+import os, signal, sys, time
+if os.environ.get("SIGHUP_DEFAULT"):
+    # a test run under nohup hands SIGHUP down ignored, which the scanner then rightly keeps
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 import scanner.engines.driver as driver
 from scanner.audio.decode import decode_task
 from scanner.engines import ENGINES
@@ -69,7 +72,8 @@ def _start(tmp_path: Path, args: list[str], *, decode_delay_s: float = 0.1) -> s
     err = open(tmp_path / "stderr.txt", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([sys.executable, str(script), str(decode_delay_s), *args],
                             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                           "SIGHUP_DEFAULT": "1"})
     _STARTED.append(proc.pid)
     return proc
 
@@ -127,9 +131,7 @@ def test_a_signal_commits_stops_the_workers_and_resume_finishes(tmp_path, fake_h
                                                                 code):
     files = _folder(tmp_path / "in", 60)
     out = tmp_path / "r.parquet"
-    # 0.3 s a file: the whole scan would take 9 s, so the signal lands mid-scan on a loaded CI
-    # machine too (at 0.1 s, a 3 s scan could finish before it)
-    proc = _start(tmp_path, _args(tmp_path / "in", out, fake_head), decode_delay_s=0.3)
+    proc = _start(tmp_path, _args(tmp_path / "in", out, fake_head))
     _wait_for_rows(proc, out, at_least=5)
     os.kill(proc.pid, signum)  # the scanner alone, as `kill` or systemd would send it
     try:
@@ -156,7 +158,7 @@ def test_a_signal_commits_stops_the_workers_and_resume_finishes(tmp_path, fake_h
 def test_the_whole_group_terminated_still_commits_and_exits_143(tmp_path, fake_head):
     _folder(tmp_path / "in", 60)
     out = tmp_path / "r.parquet"
-    proc = _start(tmp_path, _args(tmp_path / "in", out, fake_head), decode_delay_s=0.3)
+    proc = _start(tmp_path, _args(tmp_path / "in", out, fake_head))
     _wait_for_rows(proc, out, at_least=5)
     os.killpg(proc.pid, signal.SIGTERM)  # workers too: they leave it to the scanner
     assert proc.wait(timeout=60) == EXIT_TERMINATED, (tmp_path / "stderr.txt").read_text()

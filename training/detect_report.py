@@ -152,8 +152,8 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
             [[p["threshold"], p["event_f1"], p["event_precision"], p["event_recall"],
               p["segment_f1"], p["file_flag_f1"], p["false_alarms_per_hour"]] for p in points]),
             ""]
-    lines += ["Per minimum event length:", "", *_table(
-        ["min event (s)", "thresholds", "mean event F1", "false alarms / h"],
+    lines += ["Per minimum event length and gap bridged:", "", *_table(
+        ["settings", "thresholds", "mean event F1", "false alarms / h"],
         [[k, ", ".join(f"{c} {t:.2f}" for c, t in v["thresholds"].items()),
           v["mean_event_f1"], v["false_alarms_per_hour"]] for k, v in sweep.items()]), ""]
     if "sweep" in plots:
