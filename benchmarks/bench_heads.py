@@ -4,7 +4,7 @@ The heads run on the scan's own windows (1.44 s at 0.48 s) over 7,500 patches of
 embeddings (one hour), alternately, ``--repeats`` times each; the figure is the median, and
 the ratio to the first head is what to compare across machines.
 
-    python benchmarks/bench_heads.py --heads default,detector,audioset
+    python benchmarks/bench_heads.py --heads clip-linear,detector,audioset
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--heads", default="default,detector")
+    ap.add_argument("--heads", default="clip-linear,detector")
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)

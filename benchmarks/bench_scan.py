@@ -48,7 +48,7 @@ rows = []
 for f in discover([folder]):
     y, _ = librosa.load(f.path, sr=16000)          # decode + resample, one file
     emb = backbone.embed(y.astype(np.float32))      # one model call per file
-    p = head.predict_proba(head.pooled(emb)[None])[0]
+    p = head.predict_file(emb)[0]
     rows.append({"path": str(f.path), "label": head.classes[int(p.argmax())],
                  **{f"prob_{c}": float(v) for c, v in zip(head.classes, p)}})
 pd.DataFrame(rows).to_parquet(out)
@@ -75,7 +75,7 @@ def end_to_end(folder: Path, threads: int, repeats: int, workers: int | None = N
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
         scan_cmd = [sys.executable, "-m", "scanner", "-q", "scan", str(folder),
-                    "-o", f"{tmp}/scan.parquet", "--threads", str(threads)]
+                    "-o", f"{tmp}/scan.parquet", "--overwrite", "--threads", str(threads)]
         if workers is not None:
             scan_cmd += ["--workers", str(workers)]
         seed_cmd = [sys.executable, "-c", SEED_SCRIPT, str(folder), f"{tmp}/seed.parquet",
@@ -216,7 +216,7 @@ def scaling(threads: int) -> list[dict]:
             for i in range(n):
                 sf.write(folder / f"{i:05d}.flac", np.roll(base, i * 97), 16000)
             wall = _run([sys.executable, "-m", "scanner", "-q", "scan", str(folder), "-o",
-                         f"{tmp}/r.parquet", "--threads", str(threads)], env)
+                         f"{tmp}/r.parquet", "--overwrite", "--threads", str(threads)], env)
             out.append({"case": name, "files": n, "audio_s": n * seconds, "wall_s": wall,
                         "x_realtime": n * seconds / wall})
     return out

@@ -1,16 +1,17 @@
 """Compares heads as detectors on the project's soundscapes, thresholds chosen on validation.
 
-For each head (a built-in name or a folder; ``A+B`` is the mean of two heads' window
-probabilities): per-class thresholds, the minimum event length and the gap bridged are chosen
-on validation soundscapes (best mean event F1 within ``--fa-budget`` false alarms per hour,
-:func:`training.detect_eval.choose_detection`), then applied to test soundscapes and to the
-held-out test clips (the file verdict the scan gives, also band-limited to 4 kHz). The
+For each head (a built-in name or a folder; ``A+B+C`` is the mean of heads' window
+probabilities, ``A@2+B@1`` a weighted mean): per-class thresholds and minimum event lengths
+and the gap bridged are chosen on validation soundscapes (best mean event F1 within
+``--fa-budget`` false alarms per hour, :func:`training.detect_eval.choose_detection`), then
+applied to test soundscapes and to the held-out test clips (the file verdict the scan gives,
+also band-limited to 4 kHz). The
 soundscapes are the benchmark generator's (``benchmarks/soundscapes.py build``), one set per
 seed of each split, embedded once with YAMNet and cached (``--cache-dir``); the split is the
 detection training's (``--val``/``--test``/``--seed`` of ``scanner train --detector``).
 
     SCANNER_MODEL_DIR=../shared/models python benchmarks/compare_detectors.py \\
-        ../shared/datasets/cry-scream --heads default,detector --val-seeds 1,10,11 \\
+        ../shared/datasets/cry-scream --heads clip-linear,detector --val-seeds 1,10,11 \\
         --test-seeds 0,1,2 --out benchmarks/results/detectors.jsonl
 
 Choosing thresholds runs sed_eval a few hundred times: about 6 minutes per head on 9 h of
@@ -42,20 +43,42 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
             **{f"event_f1_{c}": round(v["event_f1"], 3) for c, v in m["per_class"].items()}}
 
 
+def member_weights(spec: str) -> tuple[list[str], list[float]]:
+    """``A@2+B@1`` -> (["A", "B"], [2.0, 1.0]); a member without ``@`` weighs 1."""
+    names, weights = [], []
+    for part in spec.split("+"):
+        name, _, weight = part.rpartition("@") if "@" in part else (part, "", "1")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise SystemExit(f"{spec}: {weight!r} is not a weight") from None
+        if not value > 0:
+            raise SystemExit(f"{spec}: weights must be positive")
+        names.append(name)
+        weights.append(value)
+    return names, weights
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data_dir")
-    ap.add_argument("--heads", default="default,detector",
-                    help="comma-separated heads; A+B averages two heads (weights 0.5)")
+    ap.add_argument("--heads", default="clip-linear,detector",
+                    help="comma-separated heads; A+B+C averages heads, A@2+B@1 with weights")
     ap.add_argument("--val-seeds", default="1,10,11")
     ap.add_argument("--test-seeds", default="0,1,2")
     ap.add_argument("--val-hours", type=float, default=3.0, help="hours per validation seed")
     ap.add_argument("--test-hours", type=float, default=2.0, help="hours per test seed")
     ap.add_argument("--fa-budget", type=float, default=5.0)
+    ap.add_argument("--save", type=Path, metavar="FOLDER",
+                    help="with one averaged spec (A+B...) in --heads: write it as an ensemble head, "
+                         "with the thresholds, minimum event and gap chosen here")
+    ap.add_argument("--name", default="detector", help="the saved ensemble's name")
     ap.add_argument("--cache-dir", help="patch and scene cache (default: the user cache)")
     ap.add_argument("--model", help="YAMNet file (default: from SCANNER_MODEL_DIR)")
     ap.add_argument("--out", type=Path, help="append one JSON line per head here")
     args = ap.parse_args(argv)
+    if args.save is not None and (args.heads.count(",") or "+" not in args.heads):
+        ap.error("--save takes exactly one averaged spec in --heads (A+B...)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from scanner.backbones import load_backbone
@@ -109,9 +132,12 @@ def main(argv: list[str] | None = None) -> None:
         rows = [i for i in prep.rows["test"] if prep.patches[view][i] is not None]
         return [score_file(head, str(i), prep.patches[view][i], 1e9, []) for i in rows], rows
 
-    def mean(a: list[ScoredFile], b: list[ScoredFile]) -> list[ScoredFile]:
-        return [replace(x, probs=(0.5 * x.probs + 0.5 * y.probs).astype(np.float32))
-                for x, y in zip(a, b, strict=True)]
+    def mean(parts: list[list[ScoredFile]], weights: list[float]) -> list[ScoredFile]:
+        total = sum(weights)
+        return [replace(files[0], probs=(sum(w * f.probs for w, f in zip(weights, files,
+                                                                          strict=True)) / total
+                                         ).astype(np.float32))
+                for files in zip(*parts, strict=True)]
 
     def clip_macro_f1(files: list[ScoredFile], rows: list[int], seg) -> float:
         events = detect(files, classes, seg)
@@ -130,14 +156,13 @@ def main(argv: list[str] | None = None) -> None:
 
     for spec in args.heads.split(","):
         t0 = time.monotonic()
-        parts = [scores_of(n) for n in spec.split("+")]
+        names, weights = member_weights(spec)
+        parts = [scores_of(n) for n in names]
         v, te, co, cb = parts[0]
-        if len(parts) == 2:
-            w = parts[1]
-            v, te = mean(v, w[0]), mean(te, w[1])
-            co, cb = (mean(co[0], w[2][0]), co[1]), (mean(cb[0], w[3][0]), cb[1])
-        elif len(parts) > 2:
-            raise SystemExit(f"{spec}: at most two heads can be averaged")
+        if len(parts) > 1:
+            v, te = mean([p[0] for p in parts], weights), mean([p[1] for p in parts], weights)
+            co = (mean([p[2][0] for p in parts], weights), co[1])
+            cb = (mean([p[3][0] for p in parts], weights), cb[1])
         thresholds, settings, _ = choose_detection(v, classes, background=BACKGROUND,
                                                    fa_budget_per_hour=args.fa_budget)
         seg = segment_config(thresholds, **settings)
@@ -149,6 +174,21 @@ def main(argv: list[str] | None = None) -> None:
                "val_recordings": len(val), "test_recordings": len(test),
                "seconds": round(time.monotonic() - t0)}
         log.info("%s", json.dumps(row))
+        if args.save is not None:
+            from scanner.heads import builtin_heads
+            from scanner.heads.ensemble import write_ensemble
+            from training.detect_eval import SMOOTH_WINDOWS
+            from training.windows import HOP_S, WINDOW_S
+
+            members = [builtin_heads().get(n) or Path(n) for n in names]
+            detection = {"window_s": WINDOW_S, "hop_s": HOP_S, "smooth_windows": SMOOTH_WINDOWS,
+                         **{k: v for k, v in settings.items() if v or k != "class_min_event_s"}}
+            write_ensemble(args.save, members, [w / sum(weights) for w in weights],
+                           thresholds=thresholds,
+                           detection=detection, name=args.name,
+                           extra={"benchmark": {k: row[k] for k in row if k != "head"},
+                                  "command": " ".join(["python", *sys.argv])})
+            log.info("wrote the ensemble head %s", args.save)
         if args.out:
             with args.out.open("a") as f:
                 f.write(json.dumps(row) + "\n")

@@ -4,7 +4,7 @@ Embeds the test clips once with YAMNet and applies every head to the same embedd
 accuracy, macro-F1 and per-class recall, also with every clip band-limited to 4 kHz.
 
     SCANNER_MODEL_DIR=../shared/models python benchmarks/compare_heads.py \\
-        scanner/heads/builtin/default ../shared/datasets/cry-scream --heads default audioset
+        scanner/heads/builtin/clip-linear ../shared/datasets/cry-scream --heads clip-linear audioset
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("split_head", type=Path, help="head folder whose split.csv to use")
     parser.add_argument("data_dir", type=Path)
-    parser.add_argument("--heads", nargs="+", default=["default", "audioset"])
+    parser.add_argument("--heads", nargs="+", default=["clip-linear", "audioset"])
     parser.add_argument("--split", default="test")
     args = parser.parse_args()
     with open(args.split_head / "split.csv", newline="") as f:
@@ -46,7 +46,7 @@ def main() -> None:
             emb = result.embeddings["yamnet"]
             y.append(truth[result.file.path.resolve()])
             for name, head in heads.items():
-                p = head.predict_proba(head.pooled(emb)[None])[0]
+                p = head.predict_file(emb)[0]
                 preds[name].append(head.classes[int(np.argmax(p))])
         labels = sorted(set(y))
         for name, pred in preds.items():

@@ -105,9 +105,11 @@ class Classifier:
 
     def predict_file(self, embeddings: Mapping[str, Embedding]) -> Prediction:
         """One prediction for a whole file: each head pools all of the file's patches."""
-        features = {m.backbone.name: m.head.pooled(embeddings[m.backbone.name])[None, :]
-                    for m in self.models}
-        return self.predict_features(features)
+        per = {m.backbone.name: align_classes(m.head.predict_file(embeddings[m.backbone.name]),
+                                              m.head.classes, self.classes)
+               for m in self.models}
+        combined = sum(self.weights[name] * p for name, p in per.items())
+        return Prediction(per, np.asarray(combined, np.float32))
 
 
 def load_classifier(config: ScanConfig) -> Classifier:

@@ -165,3 +165,21 @@ def test_recorded_at_from_the_name_and_wall_clock_event_times(tmp_path, tone_hea
                                          timestamp_pattern="site3-%y%m%d%H%M"))
     rows = {r["path"].rsplit("/", 1)[1]: r for r in pq.read_table(out).to_pylist()}
     assert rows["site3-2405011230-x.wav"]["recorded_at"] == datetime(2024, 5, 1, 12, 30)
+
+
+def test_a_heads_per_class_minimum_event_holds_until_the_user_sets_one(tone_head, tmp_path):
+    import json
+    import shutil
+
+    from scanner.classify import load_classifier
+
+    head = tmp_path / "per-class"
+    shutil.copytree(tone_head, head)
+    meta = json.loads((head / "head.json").read_text())
+    meta["detection"] = {"min_event_s": 1.0, "class_min_event_s": {"cry": 3.0}}
+    (head / "head.json").write_text(json.dumps(meta))
+    classifier = load_classifier(fake_scan_config(head))
+    own = resolve_detection(classifier)
+    assert own.min_event("cry") == 3.0 and own.min_event("screaming") == 1.0
+    mine = resolve_detection(classifier, options={"min_event_s": 2.0})
+    assert mine.min_event("cry") == 2.0 and mine.min_event("screaming") == 2.0

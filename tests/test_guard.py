@@ -182,3 +182,45 @@ def test_a_killed_scan_leaves_a_lock_the_next_scan_takes_over(tmp_path):
     with OutputGuard(out, ScanConfig()).lock():
         pass
     assert time.monotonic() - start < 5
+
+
+def test_a_table_made_with_a_renamed_builtin_head_resumes_under_its_new_name(
+        tmp_path, fake_head, monkeypatch):
+    import shutil
+
+    import scanner.heads as heads
+
+    folder = _folder(tmp_path / "in")
+    former = tmp_path / "former"
+    shutil.copytree(fake_head, former)
+    meta = json.loads((former / "head.json").read_text())
+    (former / "head.json").write_text(json.dumps({**meta, "name": "former"}))
+    out = tmp_path / "r.parquet"
+    scan([folder], out, fake_scan_config(former, workers=0))
+    with pytest.raises(ConfigError, match="other settings"):  # not renamed: refused
+        scan([folder], out, fake_scan_config(fake_head, workers=0, resume=True))
+    monkeypatch.setattr(heads, "RENAMED", {("former", heads.load_head(former).sha256): str(fake_head)})
+    other = tmp_path / "other"
+    shutil.copytree(fake_head, other)
+    (other / "head.json").write_text(json.dumps({**meta, "name": "other"}))
+    with pytest.raises(ConfigError, match=rf"former default head, now {meta['name']!r}: add --head"):
+        scan([folder], out, fake_scan_config(other, workers=0, resume=True))
+    again = scan([folder], out, fake_scan_config(fake_head, workers=0, resume=True))
+    assert again.skipped == 4
+
+
+def test_clip_linear_is_the_former_default_head_byte_for_byte(tmp_path):
+    import shutil
+
+    from scanner.heads import RENAMED, builtin_heads, folder_sha256, load_head
+
+    copy = tmp_path / "default"
+    shutil.copytree(builtin_heads()["clip-linear"], copy)
+    text = (copy / "head.json").read_text()
+    for new, old in (('"name": "clip-linear"', '"name": "default"'),
+                     ("builtin/clip-linear", "builtin/default"),
+                     ('--name clip-linear"', '--name default"')):
+        text = text.replace(new, old)
+    (copy / "head.json").write_text(text)
+    assert RENAMED[("default", folder_sha256(copy))] == "clip-linear"
+    assert load_head("clip-linear").thresholds == load_head(copy).thresholds

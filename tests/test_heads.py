@@ -10,6 +10,7 @@ import pytest
 from scanner.errors import HeadMismatchError, ScannerError
 from scanner.heads import HEADS, builtin_heads, load_head
 from scanner.heads.mlp import MLPHead
+from scanner.records import Embedding
 
 
 def test_mlp_round_trip_gives_same_probabilities(fake_head):
@@ -65,10 +66,14 @@ def test_every_builtin_head_loads_and_predicts():
         head = load_head(name)
         assert head.kind in HEADS
         assert set(head.classes) == {"cry", "screaming", "not_screaming"}
-        dim = 521 if head.features == "scores" else head.input_dim
-        x = np.random.default_rng(0).uniform(0, 1, (4, dim)).astype(np.float32)
-        p = head.predict_proba(x)
-        assert p.shape == (4, 3) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+        rng = np.random.default_rng(0)
+        emb = Embedding(rng.standard_normal((8, 1024)).astype(np.float32), np.arange(8) * 0.48,
+                        0.96, rng.uniform(0, 1, (8, 521)).astype(np.float32))
+        p = head.predict_file(emb)
+        assert p.shape == (1, 3) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+        starts = np.arange(0.0, 2.5, 0.48)
+        w = head.predict_windows(emb, starts, starts + 1.44)
+        assert w.shape == (len(starts), 3) and np.allclose(w.sum(axis=1), 1, atol=1e-5)
 
 
 def test_audioset_head_follows_the_mapped_scores():
@@ -93,11 +98,15 @@ def test_head_refuses_another_layer_or_window():
         head.check_backbone({**cfg, "window_s": 5.0})
 
 
-def test_builtin_detector_is_the_detection_head_and_default_the_clip_head():
+def test_builtin_default_is_the_detection_head_and_clip_linear_the_former_default():
+    from scanner.heads import default_head_name
     from scanner.heads.ensemble import EnsembleHead
 
     heads = builtin_heads()
-    assert {"default", "detector", "audioset"} <= set(heads)
+    assert {"default", "detector", "clip-linear", "audioset"} <= set(heads)
+    assert default_head_name("yamnet") == "detector"
+    assert heads["default"] == heads["detector"]
+    assert load_head(None).sha256 == load_head("default").sha256 == load_head("detector").sha256
     detector = load_head("detector")
     assert isinstance(detector, EnsembleHead)
     assert set(detector.detection_thresholds()) == {"cry", "screaming"}
@@ -107,6 +116,6 @@ def test_builtin_detector_is_the_detection_head_and_default_the_clip_head():
     report = (heads["detector"] / "report.md").read_text()
     assert "scanner train" in report and "--detector" in report
     assert "published method" not in report
-    old = load_head("default")
-    assert old.kind == "mlp" and old.name == "default"
-    assert "published method" not in (heads["default"] / "report.md").read_text()
+    old = load_head("clip-linear")
+    assert old.kind == "mlp" and old.name == "clip-linear"
+    assert "published method" not in (heads["clip-linear"] / "report.md").read_text()

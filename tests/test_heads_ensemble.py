@@ -121,16 +121,26 @@ def test_a_member_for_another_backbone_is_refused(tmp_path: Path) -> None:
     head.check_backbone(BACKBONE)
 
 
-def test_builtin_detector_is_an_ensemble_of_the_clip_and_a_context_head() -> None:
+def test_builtin_detector_is_an_ensemble_of_the_clip_a_context_and_the_audioset_head() -> None:
+    from scanner.heads.audioset import AudioSetHead
+
     heads = builtin_heads()
     head = load_head("detector")
     assert isinstance(head, EnsembleHead)
     kinds = sorted(m.kind for m in head.members)
-    assert kinds == ["context", "mlp"]
+    assert kinds == ["audioset", "context", "mlp"]
+    zero_shot = next(m for m in head.members if isinstance(m, AudioSetHead))
+    assert zero_shot.features == "embeddings" and zero_shot.score_layer is not None
+    base = load_head("audioset")  # the same mapping and calibration as the built-in one
+    np.testing.assert_array_equal(zero_shot.weight, base.weight)
+    np.testing.assert_array_equal(zero_shot.bias, base.bias)
+    assert list(zero_shot.score_index) == list(base.score_index)
+    with pytest.raises(ScannerError, match="derives its input"):
+        head.predict_proba(np.zeros((1, 1024), np.float32))
     clip = next(m for m in head.members if m.kind == "mlp")
-    default = load_head("default")
-    for (w1, b1), (w2, b2) in zip(clip.layers, default.layers, strict=True):
-        np.testing.assert_array_equal(w1, w2)  # the clip member is the default head
+    linear = load_head("clip-linear")
+    for (w1, b1), (w2, b2) in zip(clip.layers, linear.layers, strict=True):
+        np.testing.assert_array_equal(w1, w2)  # the clip member is the clip-linear head
         np.testing.assert_array_equal(b1, b2)
     assert set(head.detection_thresholds()) == {"cry", "screaming"}
     assert set(head.detection_settings()) >= {"min_event_s", "max_gap_s"}
@@ -146,3 +156,34 @@ def test_calibrating_into_a_copy_keeps_the_members(tmp_path: Path) -> None:
     assert written == tmp_path / "copy" / "head.json"
     copy = load_head(tmp_path / "copy")
     assert isinstance(copy, EnsembleHead) and copy.sha256 == load_head(folder).sha256
+
+
+def test_write_ensemble_copies_members_unchanged_and_never_replaces_a_folder(tmp_path: Path) -> None:
+    from scanner.heads.ensemble import write_ensemble
+
+    clip, ctx = _mlp().save(tmp_path / "clip"), _context().save(tmp_path / "ctx")
+    (tmp_path / "ctx" / "report.md").write_text("# the member's own report")
+    out = write_ensemble(tmp_path / "heads" / "mix", [clip, ctx], [0.5, 0.5],
+                         thresholds={"cry": 0.8, "screaming": 0.7},
+                         detection={"min_event_s": 1.5, "max_gap_s": 2.0}, name="mix",
+                         extra={"command": "python benchmarks/compare_detectors.py ..."})
+    head = load_head(out)
+    assert isinstance(head, EnsembleHead) and head.name == "mix"
+    assert [load_head(out / sub).sha256 for sub in ("clip", "ctx")] == \
+        [load_head(clip).sha256, load_head(ctx).sha256]
+    assert (out / "ctx" / "report.md").read_text() == "# the member's own report"
+    emb, starts, ends = _file()
+    want = 0.5 * _mlp().predict_windows(emb, starts, ends) + 0.5 * _context().predict_windows(
+        emb, starts, ends)
+    np.testing.assert_allclose(head.predict_windows(emb, starts, ends), want, rtol=1e-5, atol=1e-6)
+    assert head.detection_thresholds() == {"cry": 0.8, "screaming": 0.7}
+    assert head.extra["command"].startswith("python benchmarks/compare_detectors.py")
+    before = (out / "head.json").read_bytes()
+    with pytest.raises(ScannerError, match="exists already"):
+        write_ensemble(out, [clip, ctx], [0.5, 0.5], thresholds={}, detection={}, name="again")
+    assert (out / "head.json").read_bytes() == before
+    with pytest.raises(ScannerError, match="distinct folder names"):
+        write_ensemble(tmp_path / "dup", [clip, clip], [0.5, 0.5], thresholds={}, detection={},
+                       name="dup")
+    assert not (tmp_path / "dup").exists()
+    assert [p.name for p in (tmp_path / "heads").iterdir()] == ["mix"]  # no temporary left

@@ -50,7 +50,10 @@ def _by_name(rows: list[dict]) -> dict[str, dict]:
 # each decode DECODE_DELAY_S slower, so an interruption reliably lands mid-scan with parts
 # already committed (and, with a decode delay, with decode tasks still queued).
 _SLOW_SCANNER = """
-import sys, time
+import signal, sys, time
+# a suite started in the background of a script (cmd &) hands SIGINT down ignored, and Python
+# then keeps it so; Ctrl-C at a terminal reaches a scan with Python's own handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import scanner.engines.chain as chain
 import scanner.engines.driver as driver
 from scanner.audio.decode import decode_task

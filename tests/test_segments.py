@@ -361,3 +361,29 @@ def test_patch_order_does_not_matter():
     b = analyse_file(classifier, {"fake": shuffled}, 13.0, SegmentConfig())
     assert a.events == b.events and len(a.events) == 1
     assert a.segments == b.segments
+
+
+def test_each_class_may_have_its_own_minimum_event_length():
+    # a 2.4 s cry and a 2.4 s scream, far apart
+    cry = [0.0] * 4 + [0.9] * 5 + [0.0] * 21
+    screaming = [0.0] * 20 + [0.9] * 5 + [0.0] * 5
+    starts, ends, dur = _grid(len(cry))
+    probs = _probs(screaming, cry)
+
+    def labels(**kw) -> list[str]:
+        cfg = SegmentConfig(smooth_windows=1, **kw)
+        return [e["label"] for e in segment_probs(starts, ends, probs, CLASSES, dur, cfg).events]
+
+    assert labels(min_event_s=1.0) == ["cry", "screaming"]
+    assert labels(min_event_s=1.0, class_min_event_s={"cry": 3.0}) == ["screaming"]
+    assert labels(min_event_s=3.0, class_min_event_s={"screaming": 1.0}) == ["screaming"]
+    assert labels(min_event_s=3.0) == []
+    cfg = SegmentConfig(min_event_s=1.0, class_min_event_s={"cry": 3.0})
+    assert cfg.min_event("cry") == 3.0 and cfg.min_event("screaming") == 1.0
+    assert SegmentConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="minimum event length of 'cry'"):
+        SegmentConfig(class_min_event_s={"cry": -1.0})
+    with pytest.raises(ValueError, match="background"):
+        SegmentConfig(class_min_event_s={"not_screaming": 1.0})
+    with pytest.raises(ConfigError, match="unknown class"):
+        SegmentConfig(class_min_event_s={"laughter": 1.0}).check_classes(CLASSES)

@@ -300,7 +300,9 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[ContextHead, dic
     seg = segment_config(thresholds, **settings)
     detection = {"window_s": seg.window_s, "hop_s": seg.hop_s,
                  "smooth_windows": seg.smooth_windows, "min_event_s": seg.min_event_s,
-                 "max_gap_s": seg.max_gap_s}
+                 "max_gap_s": seg.max_gap_s,
+                 **({"class_min_event_s": dict(seg.class_min_event_s)}
+                    if seg.class_min_event_s else {})}
     head.thresholds, head.detection = thresholds, detection
 
     soundscapes = {"val": evaluate_files(val_files, classes, seg),

@@ -2,7 +2,7 @@
 
 Each recipe is a :class:`~training.detect_config.DetectConfig` with some options changed;
 all share the split, the cached patches and the scenes, so the figures differ only by the
-recipe. A built-in head (``default``, the whole-clip linear head) is scored on the same
+recipe. A built-in head (``clip-linear``, the whole-clip linear head) is scored on the same
 soundscapes, with thresholds chosen the same way. One JSON line per recipe goes to
 ``--out`` as soon as it is done (the last column of the report's recipe table).
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--recipes", default="all",
                     help="comma-separated recipe numbers (1-based, in RECIPES order) or 'all'")
-    ap.add_argument("--builtin", default="default",
+    ap.add_argument("--builtin", default="clip-linear",
                     help="comma-separated built-in heads to score too ('' for none)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -24,7 +24,8 @@ from scanner.events.segments import DEFAULT_BACKGROUND, FileSegments, SegmentCon
 if TYPE_CHECKING:
     from scanner.classify import Classifier
 
-DETECTION_KEYS = ("window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s")
+DETECTION_KEYS = ("window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s",
+                  "class_min_event_s")
 """Settings a head's ``detection`` block or the user may set."""
 
 
@@ -68,6 +69,8 @@ def resolve_detection(classifier: Classifier, *, options: Mapping[str, Any] | No
     unknown = set(options or {}) - set(DETECTION_KEYS)
     if unknown:
         raise ConfigError(f"unknown detection setting(s) {sorted(unknown)}")
+    if (options or {}).get("min_event_s") is not None and "class_min_event_s" not in (options or {}):
+        settings.pop("class_min_event_s", None)  # the user's --min-event is for every class
     settings.update({k: v for k, v in (options or {}).items() if v is not None})
     chosen = {name: sum(values) / len(values) for name, values in head_thresholds.items()}
     chosen.update(thresholds or {})

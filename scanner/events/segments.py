@@ -63,6 +63,8 @@ class SegmentConfig:
         smooth_windows: Odd number of windows in the centred moving average of the
             probabilities (1: no smoothing).
         min_event_s: Events shorter than this are dropped (after gaps are bridged).
+        class_min_event_s: Per class, a minimum event length other than ``min_event_s`` (a
+            cry lasts longer than a scream, so its minimum may be longer).
         max_gap_s: Two events of one class this close or closer are joined into one, the
             background windows between them taking their label (0: never).
         thresholds: Probability a class's smoothed window probability must reach, by class
@@ -77,6 +79,7 @@ class SegmentConfig:
     max_gap_s: float = 0.0
     thresholds: dict[str, float] = field(default_factory=dict)
     background: str = DEFAULT_BACKGROUND
+    class_min_event_s: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.window_s) and self.window_s > 0):
@@ -89,6 +92,11 @@ class SegmentConfig:
             raise ValueError(f"min_event_s must be >= 0, got {self.min_event_s}")
         if not (math.isfinite(self.max_gap_s) and self.max_gap_s >= 0):
             raise ValueError(f"max_gap_s must be >= 0, got {self.max_gap_s}")
+        for name, value in self.class_min_event_s.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"minimum event length of {name!r} must be >= 0, got {value!r}")
+            if name == self.background:
+                raise ValueError(f"{name!r} is the background class; it has no events")
         for name, value in self.thresholds.items():
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"threshold of {name!r} must be in [0, 1], got {value}")
@@ -99,9 +107,14 @@ class SegmentConfig:
         """The probability ``label`` must reach to label a window."""
         return float(self.thresholds.get(label, DEFAULT_THRESHOLD))
 
+    def min_event(self, label: str) -> float:
+        """The shortest event of ``label`` that is kept."""
+        return float(self.class_min_event_s.get(label, self.min_event_s))
+
     def check_classes(self, classes: Sequence[str]) -> None:
         """Raises ConfigError when the background or a thresholded class is not in ``classes``."""
-        unknown = [c for c in [self.background, *self.thresholds] if c not in classes]
+        unknown = [c for c in [self.background, *self.thresholds, *self.class_min_event_s]
+                   if c not in classes]
         if unknown:
             raise ConfigError(f"unknown class(es) {unknown} in the segment settings; the "
                               f"heads' classes are {list(classes)}")
@@ -342,9 +355,11 @@ def bridge_gaps(labels: Sequence[str], own_start_s: NDArray[np.floating],
 
 def merge_events(labels: Sequence[str], own_start_s: NDArray[np.floating],
                  own_end_s: NDArray[np.floating], probs: NDArray[np.floating],
-                 classes: Sequence[str], *, background: str, min_event_s: float
+                 classes: Sequence[str], *, background: str,
+                 min_event_s: float | Mapping[str, float]
                  ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Runs of one non-background label -> events; runs shorter than ``min_event_s`` dropped.
+    """Runs of one non-background label -> events; runs shorter than ``min_event_s`` (one
+    length, or one per label) dropped.
 
     Returns:
         The events, and the window labels with dropped runs set back to ``background``.
@@ -359,7 +374,9 @@ def merge_events(labels: Sequence[str], own_start_s: NDArray[np.floating],
         label = labels[i]
         if label != background:
             start, end = float(own_start_s[i]), float(own_end_s[j])
-            if end - start + 1e-9 >= min_event_s:
+            shortest = min_event_s.get(label, 0.0) if isinstance(min_event_s, Mapping) \
+                else min_event_s
+            if end - start + 1e-9 >= shortest:
                 p = np.asarray(probs[i:j + 1, list(classes).index(label)], np.float64)
                 events.append({"label": label, "start_s": round(start, 3), "end_s": round(end, 3),
                                "peak_confidence": float(p.max()),
@@ -403,7 +420,8 @@ def segment_probs(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
     smoothed = smooth(probs, config.smooth_windows)
     own_start, own_end = window_bounds(starts_s, ends_s, max(duration_s, float(ends_s[-1])))
     # A recording shorter than the minimum event length can still be one event, end to end.
-    min_event_s = min(config.min_event_s, float(own_end[-1]) - float(own_start[0]))
+    length = float(own_end[-1]) - float(own_start[0])
+    min_event_s = {c: min(config.min_event(c), length) for c in classes}
     labels = bridge_gaps(window_labels(smoothed, classes, config), own_start, own_end,
                          background=config.background, max_gap_s=config.max_gap_s)
     events, labels = merge_events(labels, own_start, own_end, probs, classes,

@@ -4,6 +4,13 @@
 ``Screaming`` for ``screaming``. Their pooled scores enter a 3-class logistic model on the
 scores' logits, whose few weights were calibrated on real labelled clips (see
 ``benchmarks/calibrate_audioset.py``); everything else is ``not_screaming``.
+
+The head reads the scores the model gives (``features: scores``), or, with a ``score layer``
+(``weights.safetensors``: YAMNet's own classifier rows of the mapped AudioSet classes,
+``score.weight`` ``[k, 1024]`` and ``score.bias`` ``[k]``), computes them from the patch
+embeddings the way YAMNet does (``sigmoid(embedding @ weight.T + bias)``) and reads
+``features: embeddings``: so it can be the member of an ensemble with heads on embeddings, and
+be scored on cached embeddings (``score_index`` then numbers the layer's rows).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from numpy.typing import NDArray
 from scanner.errors import HeadMismatchError, ScannerError
 from scanner.heads import register_head
 from scanner.heads.base import Head, Pooling
-from scanner.heads.mlp import HEAD_JSON, softmax
+from scanner.heads.mlp import HEAD_JSON, WEIGHTS_FILE, softmax
+from scanner.records import Embedding
 
 CLASS_SOURCES: dict[str, tuple[str, ...]] = {
     "cry": ("Crying, sobbing", "Baby cry, infant cry"),
@@ -49,7 +57,8 @@ class AudioSetHead(Head):
     def __init__(self, *, classes: tuple[str, ...], score_index: dict[str, int],
                  mapped: tuple[str, ...], weight: NDArray[np.float32], bias: NDArray[np.float32],
                  pooling: Pooling = "mean", name: str = "audioset",
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None,
+                 score_layer: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None) -> None:
         self.classes = tuple(classes)
         self.backbone = "yamnet"
         self.score_index = dict(score_index)
@@ -61,6 +70,31 @@ class AudioSetHead(Head):
         self.extra = dict(extra or {})
         if self.weight.shape != (len(self.classes), len(self.mapped)):
             raise ValueError(f"weight must be [{len(self.classes)}, {len(self.mapped)}]")
+        self.score_layer = None
+        if score_layer is not None:
+            w, b = (np.asarray(a, np.float32) for a in score_layer)
+            if w.ndim != 2 or b.shape != (w.shape[0],) or not (np.isfinite(w).all()
+                                                              and np.isfinite(b).all()):
+                raise ValueError(f"score layer must be finite [k, dim] and [k], got {w.shape} "
+                                 f"and {b.shape}")
+            if sorted(self.score_index.values()) != list(range(w.shape[0])):
+                raise ValueError("with a score layer, score_index numbers its rows 0..k-1")
+            self.score_layer = (w, b)
+            self.features = "embeddings"
+        # Its pooled input is the scores select() derives, not the embeddings themselves.
+        self.derived_features = self.score_layer is not None
+
+    @property
+    def input_dim(self) -> int | None:
+        return None if self.score_layer is None else int(self.score_layer[0].shape[1])
+
+    def select(self, emb: Embedding) -> NDArray[np.float32]:
+        """The model's scores, or with a score layer the mapped classes' scores from the
+        patch embeddings."""
+        if self.score_layer is None:
+            return super().select(emb)
+        w, b = self.score_layer
+        return (0.5 * (1.0 + np.tanh(0.5 * (emb.embeddings @ w.T + b)))).astype(np.float32)
 
     def mapped_scores(self, scores: NDArray[np.float32]) -> NDArray[np.float32]:
         """``[n, 521]`` pooled AudioSet scores -> ``[n, len(mapped)]`` scores of the mapped classes."""
@@ -79,7 +113,7 @@ class AudioSetHead(Head):
         """Also checks that the model's class map has the mapped classes where expected."""
         super().check_model(backbone)
         score_names = backbone.score_names
-        if score_names is None:
+        if score_names is None or self.score_layer is not None:
             return
         for name, idx in self.score_index.items():
             if idx >= len(score_names) or score_names[idx] != name:
@@ -93,7 +127,8 @@ class AudioSetHead(Head):
             "name": self.name,
             "classes": list(self.classes),
             "backbone": {"name": "yamnet"},
-            "preprocessing": {"features": "scores", "pooling": self.pooling},
+            "preprocessing": {"features": self.features, "pooling": self.pooling,
+                              **({"score_layer": WEIGHTS_FILE} if self.score_layer else {})},
             "score_index": self.score_index,
             "mapped": list(self.mapped),
             "weight": self.weight.tolist(),
@@ -104,6 +139,11 @@ class AudioSetHead(Head):
     def save(self, folder: str | os.PathLike[str]) -> Path:
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
+        if self.score_layer is not None:
+            from safetensors.numpy import save_file
+
+            w, b = self.score_layer
+            save_file({"score.weight": w, "score.bias": b}, str(out / WEIGHTS_FILE))
         (out / HEAD_JSON).write_text(json.dumps(self.metadata(), indent=2) + "\n")
         return out
 
@@ -114,11 +154,17 @@ class AudioSetHead(Head):
             meta = json.loads((src / HEAD_JSON).read_text())
             known = {"format", "format_version", "kind", "name", "classes", "backbone",
                      "preprocessing", "score_index", "mapped", "weight", "bias"}
+            layer = None
+            if meta.get("preprocessing", {}).get("score_layer"):
+                from scanner.heads.checks import load_safetensors
+
+                tensors = load_safetensors(src / WEIGHTS_FILE)
+                layer = (tensors["score.weight"], tensors["score.bias"])
             return cls(classes=tuple(meta["classes"]), score_index=meta["score_index"],
                        mapped=tuple(meta["mapped"]), weight=np.array(meta["weight"]),
                        bias=np.array(meta["bias"]),
                        pooling=meta.get("preprocessing", {}).get("pooling", "mean"),
                        name=meta.get("name", "audioset"),
-                       extra={k: v for k, v in meta.items() if k not in known})
+                       extra={k: v for k, v in meta.items() if k not in known}, score_layer=layer)
         except (OSError, KeyError, ValueError) as e:
             raise ScannerError(f"cannot read AudioSet head {src}: {e}") from e

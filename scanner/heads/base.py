@@ -98,6 +98,11 @@ class Head(ABC):
         """One pooled feature vector for a whole backbone output."""
         return pool(self.select(emb), self.pooling)
 
+    def predict_file(self, emb: Embedding) -> NDArray[np.float32]:
+        """``[1, len(classes)]`` probabilities for a whole backbone output (all its patches
+        pooled)."""
+        return self.predict_proba(self.pooled(emb)[None, :])
+
     def detection_thresholds(self) -> dict[str, float]:
         """Per-class probabilities a window needs to make an event, chosen on validation.
 

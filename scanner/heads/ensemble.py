@@ -91,7 +91,16 @@ class EnsembleHead(Head):
         return out
 
     def predict_proba(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The mean for pooled features all members read as they are; an ensemble with a
+        member that derives its own input (an AudioSet head's score layer) is asked through
+        :meth:`predict_file` and :meth:`predict_windows` instead."""
+        if any(getattr(m, "derived_features", False) for m in self.members):
+            raise ScannerError(f"ensemble {self.name!r} has a member that derives its input from "
+                               "the patches: use predict_file or predict_windows")
         return self._mean([m.predict_proba(x) for m in self.members])
+
+    def predict_file(self, emb: Embedding) -> NDArray[np.float32]:
+        return self._mean([m.predict_file(emb) for m in self.members])
 
     def predict_windows(self, emb: Embedding, starts_s: NDArray[np.float64],
                         ends_s: NDArray[np.float64]) -> NDArray[np.float32]:
@@ -100,6 +109,10 @@ class EnsembleHead(Head):
     def check_backbone(self, backbone_config: dict[str, Any]) -> None:
         for m in self.members:
             m.check_backbone(backbone_config)
+
+    def check_model(self, backbone: Any) -> None:
+        for m in self.members:
+            m.check_model(backbone)
 
     def metadata(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
@@ -167,3 +180,38 @@ class EnsembleHead(Head):
             raise ScannerError(f"head {src}: 'classes' {meta.get('classes')} differ from its "
                                f"members' {list(head.classes)}")
         return head
+
+
+def write_ensemble(folder: str | os.PathLike[str], member_dirs: Sequence[str | os.PathLike[str]],
+                   weights: Sequence[float], *, thresholds: dict[str, float],
+                   detection: dict[str, Any], name: str,
+                   extra: dict[str, Any] | None = None) -> Path:
+    """Makes an ensemble head folder from existing head folders, copied in unchanged (so each
+    member keeps its identity), with the thresholds and detection settings chosen for their
+    mean. ``folder`` must not exist yet; it is written under a temporary name and renamed, so
+    a failure leaves nothing half-made. Returns the folder."""
+    import shutil
+    import tempfile
+
+    from scanner.heads import load_head
+
+    out = Path(folder)
+    if out.exists():
+        raise ScannerError(f"{out} exists already: an ensemble is written into a new folder")
+    sources = [Path(d) for d in member_dirs]
+    subs = [s.resolve().name for s in sources]
+    if len(set(subs)) != len(subs):
+        raise ScannerError(f"ensemble members need distinct folder names, got {subs}")
+    head = EnsembleHead([load_head(s) for s in sources], weights, thresholds=thresholds,
+                        detection=detection, name=name, extra=extra, folders=subs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for src, sub in zip(sources, subs, strict=True):
+            shutil.copytree(src, tmp / sub, symlinks=False)
+        (tmp / HEAD_JSON).write_text(json.dumps(head.metadata(), indent=2) + "\n")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

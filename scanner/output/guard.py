@@ -141,11 +141,14 @@ class OutputGuard:
         if earlier is None:
             return
         current = (read_metadata(schema.metadata) or {}).get("fingerprint", {})
+        earlier, renamed = _current_head_names(earlier)
         diffs = describe_differences(earlier, current)
         if diffs:
+            hint = "".join(f"; it was made with the former default head, now {n!r}: add --head {n}"
+                           for n in renamed if n not in _head_names(current))
             raise ConfigError(f"--resume: {self.out} was made with other settings ("
                               + "; ".join(diffs) + "); rerun with the same settings, or use "
-                              "--overwrite or another -o to start afresh")
+                              "--overwrite or another -o to start afresh" + hint)
 
     def _earlier_fingerprint(self) -> dict[str, Any] | None:
         from scanner.output.writer import parts_dir
@@ -159,6 +162,26 @@ class OutputGuard:
             if meta is not None:
                 return meta.get("fingerprint") or {}
         return None
+
+
+def _head_names(fingerprint: dict[str, Any]) -> set[str]:
+    heads = fingerprint.get("heads")
+    return {str(h.get("name")) for h in heads if isinstance(h, dict)} if isinstance(heads, list) else set()
+
+
+def _current_head_names(fingerprint: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The fingerprint with built-in heads renamed since it was written under their current
+    names (same weights), and those names."""
+    from scanner.heads import renamed_head
+
+    heads = fingerprint.get("heads")
+    if not isinstance(heads, list):
+        return fingerprint, []
+    entries = [(renamed_head(h) if isinstance(h, dict) else None, h) for h in heads]
+    names = [str(new["name"]) for new, _ in entries if new is not None]
+    if not names:
+        return fingerprint, []
+    return {**fingerprint, "heads": [new or old for new, old in entries]}, names
 
 
 def describe_differences(earlier: dict[str, Any], current: dict[str, Any]) -> list[str]:

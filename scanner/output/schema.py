@@ -43,11 +43,14 @@ def fingerprint(config: ScanConfig, classifier: Classifier, detection: SegmentCo
 
 
 def _detection_key(detection: SegmentConfig) -> dict[str, Any]:
-    """The detection settings as a fingerprint holds them; no bridged gap is left out, so a
-    table written before gaps could be bridged still resumes under the same settings."""
+    """The detection settings as a fingerprint holds them; no bridged gap and no per-class
+    minimum event length are left out, so a table written before either existed still
+    resumes under the same settings."""
     out = detection.to_dict()
     if not out.get("max_gap_s"):
         out.pop("max_gap_s", None)
+    if not out.get("class_min_event_s"):
+        out.pop("class_min_event_s", None)
     return out
 
 
