@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
 
             members = [builtin_heads().get(n) or Path(n) for n in names]
             detection = {"window_s": WINDOW_S, "hop_s": HOP_S, "smooth_windows": SMOOTH_WINDOWS,
-                         **{k: v for k, v in settings.items() if v or k != "class_min_event_s"}}
+                         **{k: v for k, v in settings.items()
+                            if v or k not in ("class_min_event_s", "edge_thresholds")}}
             write_ensemble(args.save, members, [w / sum(weights) for w in weights],
                            thresholds=thresholds,
                            detection=detection, name=args.name,

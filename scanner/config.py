@@ -33,8 +33,8 @@ class ScanConfig:
         output_format: ``parquet`` or ``csv`` (None: from the output's suffix).
         overwrite: Replace an existing results table (only one this tool wrote).
         detection: The user's detection settings (``window_s``, ``hop_s``,
-            ``smooth_windows``, ``min_event_s``, ``max_gap_s``); missing ones come from the
-            head, then the defaults (see :mod:`scanner.events.detection`).
+            ``smooth_windows``, ``min_event_s``, ``max_gap_s``, ``edge_thresholds``); missing
+            ones come from the head, then the defaults (see :mod:`scanner.events.detection`).
         thresholds: Per-class event thresholds, over the head's own.
         sensitivity: Scales every class's threshold odds (>1: more events, <1: fewer).
         segments: Also write the per-window table (``OUT.segments.*``); the events table is

@@ -1,5 +1,6 @@
 """Choosing detection settings on validation soundscapes: per-class thresholds and minimum
-event lengths, the shortest length that does (almost) as well as the best."""
+event lengths, the shortest length that does (almost) as well as the best, and edge
+thresholds."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import numpy as np
 import pytest
 
 from training.detect_eval import (
+    EDGE_GRID,
     MIN_EVENT_GRID,
     ScoredFile,
     choose_detection,
+    choose_edges,
     evaluate_files,
     segment_config,
 )
@@ -67,3 +70,36 @@ def test_each_class_gets_the_shortest_minimum_event_that_works(monkeypatch) -> N
                                                                max_gap_s=settings["max_gap_s"]))
     assert one_length["per_class"]["cry"]["event_f1"] < 0.6  # the bursts pass a short minimum
     assert {v["min_event_s"] for v in sweep.values()} == set(MIN_EVENT_GRID)
+
+
+def _faded(name: str, seed: int) -> ScoredFile:
+    """Eight 6 s cries whose first and last 1.5 s score only 0.55 (a cry fading in and out)."""
+    rng = np.random.default_rng(seed)
+    starts = np.arange(0.0, DURATION - WINDOW, HOP)
+    probs = np.tile([0.02, 0.02, 0.96], (len(starts), 1))
+    centre = starts + WINDOW / 2
+    reference = []
+    for t in sorted(rng.permutation(np.arange(10.0, DURATION - 20, 40.0))[:8]):
+        k = np.flatnonzero((centre >= t) & (centre < t + 6.0))
+        probs[k] = [0.9, 0.02, 0.08]
+        fade = k[(centre[k] < t + 1.5) | (centre[k] >= t + 4.5)]
+        probs[fade] = [0.55, 0.02, 0.43]
+        reference.append({"label": "cry", "start_s": float(centre[k[0]] - HOP / 2),
+                          "end_s": float(centre[k[-1]] + HOP / 2)})
+    return ScoredFile(name, starts, starts + WINDOW, probs.astype(np.float32), DURATION, reference)
+
+
+def test_an_edge_threshold_is_chosen_where_events_fade() -> None:
+    files = [_faded(f"f{i}", i) for i in range(2)]
+    settings = {"min_event_s": 1.0, "max_gap_s": 0.0, "class_min_event_s": {}}
+    thresholds = {"cry": 0.8, "screaming": 0.8}
+    edges, curves = choose_edges(files, CLASSES, thresholds, settings, background="not_screaming")
+    none, *tried = curves["cry"]
+    assert none["edge"] is None and none["event_f1"] < 0.5  # cut at 0.8, 3 s of each 6 s
+    assert [p["edge"] for p in tried] == [e for e in EDGE_GRID if e < 0.8]
+    # every edge below the fade's 0.55 (smoothed) finds them all; the lowest of those is taken
+    assert edges["cry"] == min(p["edge"] for p in tried if p["event_f1"] == pytest.approx(1.0))
+    assert "screaming" not in edges  # no scream to grow: no edge
+    grown = evaluate_files(files, CLASSES, segment_config(thresholds, **settings,
+                                                          edge_thresholds=edges))
+    assert grown["per_class"]["cry"]["event_f1"] == pytest.approx(1.0)

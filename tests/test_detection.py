@@ -183,3 +183,31 @@ def test_a_heads_per_class_minimum_event_holds_until_the_user_sets_one(tone_head
     assert own.min_event("cry") == 3.0 and own.min_event("screaming") == 1.0
     mine = resolve_detection(classifier, options={"min_event_s": 2.0})
     assert mine.min_event("cry") == 2.0 and mine.min_event("screaming") == 2.0
+
+
+def test_a_heads_edge_thresholds_then_the_users_then_sensitivity(tone_head, tmp_path):
+    import json
+    import shutil
+
+    from scanner.classify import load_classifier
+
+    head = tmp_path / "edges"
+    shutil.copytree(tone_head, head)
+    meta = json.loads((head / "head.json").read_text())
+    meta["detection"] = {"min_event_s": 1.0, "edge_thresholds": {"cry": 0.3, "screaming": 0.4}}
+    (head / "head.json").write_text(json.dumps(meta))
+    classifier = load_classifier(fake_scan_config(head))
+    assert resolve_detection(classifier).edge_thresholds == {"cry": 0.3, "screaming": 0.4}
+    mine = resolve_detection(classifier, options={"edge_thresholds": {"cry": 0.2}})
+    assert mine.edge_thresholds == {"cry": 0.2, "screaming": 0.4}
+    more = resolve_detection(classifier, sensitivity=3.0)
+    assert more.edge_thresholds["screaming"] == pytest.approx(with_sensitivity(0.4, 3.0))
+    assert more.edge_threshold("screaming") <= more.threshold("screaming")
+    with pytest.raises(ConfigError, match="edge threshold"):
+        resolve_detection(classifier, options={"edge_thresholds": {"not_screaming": 0.2}})
+    with pytest.raises(ConfigError, match="unknown class"):
+        resolve_detection(classifier, options={"edge_thresholds": {"laughter": 0.2}})
+    meta["detection"]["edge_thresholds"] = {"cry": "low"}
+    (head / "head.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="numbers"):
+        resolve_detection(load_classifier(fake_scan_config(head)))

@@ -125,6 +125,30 @@ def test_evaluate_agrees_with_sed_eval_fake_backbone(tmp_path: Path, fake_head: 
     _check_sweep(report, require_row=True)
 
 
+def test_edge_thresholds_reach_the_table_and_the_sweep(tmp_path: Path, fake_head: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "clips")
+    set_dir = tmp_path / "set"
+    write_set(data, set_dir, split="test", hours=4 * 1.25 / 60, config=SET_CONFIG, seed=1, split_seed=1,
+              fractions={"train": 0.5, "val": 0.25, "test": 0.25})
+    _, plain, _ = _scan_and_evaluate(set_dir, tmp_path / "plain", [
+        "--backbone", "fake", "--head", str(fake_head), "--threshold", "cry=0.9,screaming=0.9"])
+    out, metrics, _ = _scan_and_evaluate(set_dir, tmp_path / "edges", [
+        "--backbone", "fake", "--head", str(fake_head), "--threshold", "cry=0.9,screaming=0.9",
+        "--edge-threshold", "cry=0.2,screaming=0.2"])
+    report = _check(set_dir, out, metrics)
+    assert report["detection"]["edge_thresholds"] == {"cry": 0.2, "screaming": 0.2}
+    assert report["sweep_reproduces_scan"] is True
+
+    def seconds(m: Path) -> float:
+        events = pq.read_table(m.parent / "r.events.parquet").to_pylist()
+        return sum(e["end_s"] - e["start_s"] for e in events)
+
+    assert seconds(metrics) > seconds(plain)  # the same events, grown
+    res = CliRunner().invoke(cli, ["scan", str(set_dir), "-o", str(tmp_path / "x.parquet"),
+                                   "--backbone", "fake", "--edge-threshold", "cry=2"])
+    assert res.exit_code == 2 and "--edge-threshold" in res.output
+
+
 @pytest.mark.slow
 def test_evaluate_agrees_with_sed_eval_real_soundscapes(tmp_path: Path, model_dir: Path, dataset_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:

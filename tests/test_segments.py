@@ -387,3 +387,57 @@ def test_each_class_may_have_its_own_minimum_event_length():
         SegmentConfig(class_min_event_s={"not_screaming": 1.0})
     with pytest.raises(ConfigError, match="unknown class"):
         SegmentConfig(class_min_event_s={"laughter": 1.0}).check_classes(CLASSES)
+
+
+def test_an_edge_threshold_extends_a_kept_event_over_its_fading_edges():
+    # a cry that fades in (0.5), peaks (0.9) and fades out (0.5, 0.45); a lone 0.6 blip later
+    cry = [0.05] * 4 + [0.5] * 3 + [0.9] * 5 + [0.5] * 4 + [0.45] * 2 + [0.05] * 6 + [0.6] * 2 \
+        + [0.05] * 4
+    screaming = [0.0] * len(cry)
+    starts, ends, dur = _grid(len(cry))
+    probs = _probs(screaming, cry)
+
+    def events(**kw) -> list[dict]:
+        cfg = SegmentConfig(smooth_windows=1, min_event_s=1.5, thresholds={"cry": 0.75}, **kw)
+        return segment_probs(starts, ends, probs, CLASSES, dur, cfg).events
+
+    (core,) = events()
+    (grown,) = events(edge_thresholds={"cry": 0.4})
+    own_start, own_end = window_bounds(starts, ends, dur)
+    assert (core["start_s"], core["end_s"]) == pytest.approx((own_start[7], own_end[11]))
+    assert (grown["start_s"], grown["end_s"]) == pytest.approx((own_start[4], own_end[17]))
+    assert grown["peak_confidence"] == pytest.approx(0.9)
+    assert grown["mean_confidence"] == pytest.approx(np.mean(cry[4:18]))
+    # 0.48 passes the fade-out only to 0.5; the blip (0.6, above every edge) never becomes one
+    (half,) = events(edge_thresholds={"cry": 0.48})
+    assert half["end_s"] == pytest.approx(own_end[15])
+    # an edge at or above the threshold changes nothing
+    assert events(edge_thresholds={"cry": 0.9}) == [core]
+    cfg = SegmentConfig(thresholds={"cry": 0.75}, edge_thresholds={"cry": 0.9})
+    assert cfg.edge_threshold("cry") == 0.75 and cfg.edge_threshold("screaming") is None
+    assert SegmentConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_an_edge_never_makes_an_event_nor_grows_into_another_class():
+    # a 2-window cry (too short to keep) beside a long 0.5 stretch
+    cry = [0.05] * 3 + [0.9] * 2 + [0.5] * 8 + [0.05] * 3
+    starts, ends, dur = _grid(len(cry))
+    cfg = SegmentConfig(smooth_windows=1, min_event_s=1.5, thresholds={"cry": 0.75},
+                        edge_thresholds={"cry": 0.4})
+    short = segment_probs(starts, ends, _probs([0.0] * len(cry), cry), CLASSES, dur, cfg)
+    assert short.events == [] and set(short.labels) == {"not_screaming"}
+    # a kept cry right before a scream whose windows still hold 0.45 cry
+    cry = [0.05] * 3 + [0.9] * 5 + [0.45] * 5 + [0.05] * 3
+    screaming = [0.0] * 8 + [0.5] * 5 + [0.0] * 3
+    starts, ends, dur = _grid(len(cry))
+    fs = segment_probs(starts, ends, _probs(screaming, cry), CLASSES, dur, cfg)
+    assert [e["label"] for e in fs.events] == ["cry", "screaming"]
+    assert fs.labels[8:13] == ["screaming"] * 5
+
+
+@pytest.mark.parametrize("edges", [{"cry": 1.5}, {"cry": -0.1}, {"not_screaming": 0.3}])
+def test_edge_thresholds_out_of_range_or_for_the_background_are_refused(edges):
+    with pytest.raises(ValueError, match="edge threshold"):
+        SegmentConfig(edge_thresholds=edges)
+    with pytest.raises(ConfigError, match="unknown class"):
+        SegmentConfig(edge_thresholds={"laughter": 0.3}).check_classes(CLASSES)

@@ -63,15 +63,16 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
     head = load_head(out, backbone="fake")
     assert isinstance(head, ContextHead) and head.scales == (3, 7, 21)
     assert set(head.detection_thresholds()) == {"cry", "screaming"}
-    assert set(head.detection_settings()) == {"window_s", "hop_s", "smooth_windows",
-                                              "min_event_s", "max_gap_s"}
+    assert set(head.detection_settings()) - {"class_min_event_s", "edge_thresholds"} == {
+        "window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["clips"]["test_events"]["macro_f1"] >= 0.8
     assert metrics["calibration"]["temperature"] > 0
     assert metrics["recipe"]["weak_bags"] == 6
     report = (out / "report.md").read_text()
     for section in ("## Test soundscapes", "### Threshold sweep", "## Calibration",
-                    "band-limited", "false alarms"):
+                    "band-limited", "false alarms", "Edge threshold of **cry**",
+                    "Edge threshold of **screaming**"):
         assert section in report
     assert "published method" not in report
     assert (out / "reliability.png").is_file() and (out / "threshold_sweep.png").is_file()

@@ -302,7 +302,8 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[ContextHead, dic
                  "smooth_windows": seg.smooth_windows, "min_event_s": seg.min_event_s,
                  "max_gap_s": seg.max_gap_s,
                  **({"class_min_event_s": dict(seg.class_min_event_s)}
-                    if seg.class_min_event_s else {})}
+                    if seg.class_min_event_s else {}),
+                 **({"edge_thresholds": dict(seg.edge_thresholds)} if seg.edge_thresholds else {})}
     head.thresholds, head.detection = thresholds, detection
 
     soundscapes = {"val": evaluate_files(val_files, classes, seg),

@@ -34,6 +34,10 @@ MIN_EVENT_GRID = (0.5, 1.0, 1.5, 2.0)
 # its best one.
 MIN_EVENT_TOLERANCE = 0.02
 MAX_GAP_GRID = (0.0, 2.0)
+# Edge thresholds (hysteresis) tried for each class once its threshold is chosen; one at or
+# above the threshold is no edge. A class takes the lowest within MIN_EVENT_TOLERANCE of its
+# best: detections end early (a cry fades out), not late.
+EDGE_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 SMOOTH_WINDOWS = 3
 
 
@@ -93,10 +97,12 @@ def evaluate_files(files: Sequence[ScoredFile], classes: Sequence[str], config: 
 
 def segment_config(thresholds: Mapping[str, float], min_event_s: float,
                    smooth_windows: int = SMOOTH_WINDOWS, max_gap_s: float = 0.0,
-                   class_min_event_s: Mapping[str, float] | None = None) -> SegmentConfig:
+                   class_min_event_s: Mapping[str, float] | None = None,
+                   edge_thresholds: Mapping[str, float] | None = None) -> SegmentConfig:
     return SegmentConfig(window_s=WINDOW_S, hop_s=HOP_S, smooth_windows=smooth_windows,
                          min_event_s=min_event_s, max_gap_s=max_gap_s,
                          class_min_event_s=dict(class_min_event_s or {}),
+                         edge_thresholds=dict(edge_thresholds or {}),
                          thresholds=dict(thresholds))
 
 
@@ -113,11 +119,46 @@ def _settings(min_event: Mapping[str, float], gap: float) -> dict[str, Any]:
             "class_min_event_s": {c: m for c, m in min_event.items() if m != shortest}}
 
 
+def choose_edges(files: Sequence[ScoredFile], classes: Sequence[str],
+                 thresholds: Mapping[str, float], settings: Mapping[str, Any], *, background: str
+                 ) -> tuple[dict[str, float], dict[str, list[dict[str, Any]]]]:
+    """Per-class edge thresholds (hysteresis) for settled thresholds and event settings.
+
+    Each class tries the :data:`EDGE_GRID` values below its threshold, the other classes
+    without an edge, and takes the lowest whose validation event F1 is within
+    :data:`MIN_EVENT_TOLERANCE` of the best (no edge included); none when no edge beats
+    having none by more than that.
+
+    Returns:
+        ``(edges, curves)``: the chosen edge thresholds (classes without one left out), and
+        per class the points tried (``edge`` None is no edge).
+    """
+    base = {k: v for k, v in settings.items() if k != "edge_thresholds"}
+    edges: dict[str, float] = {}
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for c in (c for c in classes if c != background):
+        points = []
+        for edge in [None, *(e for e in EDGE_GRID if e < thresholds[c])]:
+            m = evaluate_files(files, classes, segment_config(
+                thresholds, **base, edge_thresholds={} if edge is None else {c: edge}))
+            pc = m["per_class"][c]
+            points.append({"edge": edge, "event_f1": pc["event_f1"],
+                           "event_precision": pc["event_precision"],
+                           "event_recall": pc["event_recall"],
+                           "false_alarms_per_hour": pc["false_alarms_per_hour"]})
+        curves[c] = points
+        top = max(p["event_f1"] for p in points)
+        if points[0]["event_f1"] < top - MIN_EVENT_TOLERANCE:
+            edges[c] = min(p["edge"] for p in points[1:]
+                           if p["event_f1"] >= top - MIN_EVENT_TOLERANCE)
+    return edges, curves
+
+
 def choose_detection(files: Sequence[ScoredFile], classes: Sequence[str], *,
                      background: str, fa_budget_per_hour: float
                      ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
-    """Per-class thresholds and minimum event lengths, and a bridged gap, chosen on
-    validation soundscapes.
+    """Per-class thresholds, minimum event lengths and edge thresholds, and a bridged gap,
+    chosen on validation soundscapes.
 
     For each gap, each class's threshold is, for every minimum event length, the one with the
     best event F1 among those whose false alarms per hour stay within its share of the
@@ -125,12 +166,13 @@ def choose_detection(files: Sequence[ScoredFile], classes: Sequence[str], *,
     choice, in two passes. Each class then takes the shortest minimum event length whose F1
     is within :data:`MIN_EVENT_TOLERANCE` of its best (a longer one drops short events, which
     a small validation set cannot show well). The gap with the best mean event F1 within the
-    budget wins.
+    budget wins. Last, :func:`choose_edges` gives each class its edge threshold.
 
     Returns:
-        ``(thresholds, settings, sweep)``: ``settings`` has ``min_event_s``, ``max_gap_s``
-        and ``class_min_event_s`` (the classes whose minimum is longer than ``min_event_s``);
-        the sweep has every point's figures, by :func:`sweep_key`.
+        ``(thresholds, settings, sweep)``: ``settings`` has ``min_event_s``, ``max_gap_s``,
+        ``class_min_event_s`` (the classes whose minimum is longer than ``min_event_s``) and
+        ``edge_thresholds``; the sweep has every point's figures, by :func:`sweep_key`, and
+        the edge thresholds tried (``edges``, by class) under each class's own key.
     """
     targets = [c for c in classes if c != background]
     share = fa_budget_per_hour / max(len(targets), 1)
@@ -181,7 +223,18 @@ def choose_detection(files: Sequence[ScoredFile], classes: Sequence[str], *,
         if best is None or score > best[0]:
             best = (score, dict(chosen), settings)
     assert best is not None
-    log.info("chose thresholds %s, minimum events %s, gap %g s (validation mean event F1 %.3f)",
-             best[1], {c: best[2]["class_min_event_s"].get(c, best[2]["min_event_s"])
-                       for c in targets}, best[2]["max_gap_s"], best[0][1])
-    return best[1], best[2], sweep
+    thresholds, settings = best[1], best[2]
+    edges, curves = choose_edges(files, classes, thresholds, settings, background=background)
+    settings["edge_thresholds"] = edges
+    for c, points in curves.items():
+        own = sweep_key(settings["class_min_event_s"].get(c, settings["min_event_s"]),
+                        settings["max_gap_s"])
+        if own in sweep:
+            sweep[own].setdefault("edges", {})[c] = points
+    m = evaluate_files(files, classes, segment_config(thresholds, **settings))
+    log.info("chose thresholds %s, minimum events %s, gap %g s, edge thresholds %s "
+             "(validation mean event F1 %.3f, %.3f without edges)",
+             thresholds, {c: settings["class_min_event_s"].get(c, settings["min_event_s"])
+                          for c in targets}, settings["max_gap_s"], edges,
+             m["mean_event_f1"], best[0][1])
+    return thresholds, settings, sweep

@@ -155,6 +155,16 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
             [[p["threshold"], p["event_f1"], p["event_precision"], p["event_recall"],
               p["segment_f1"], p["file_flag_f1"], p["false_alarms_per_hour"]] for p in points]),
             ""]
+        edges = sweep[key].get("edges", {}).get(c)
+        if edges:
+            chosen = det.get("edge_thresholds", {}).get(c)
+            lines += [f"Edge threshold of **{c}** (hysteresis: a kept event extends while the "
+                      f"probability stays above it; the lowest within 0.02 of the best F1): "
+                      f"**{'none' if chosen is None else chosen}**", "", *_table(
+                          ["edge", "event F1", "precision", "recall", "false alarms / h"],
+                          [["none" if p["edge"] is None else p["edge"], p["event_f1"],
+                            p["event_precision"], p["event_recall"],
+                            p["false_alarms_per_hour"]] for p in edges]), ""]
     lines += ["Per minimum event length and gap bridged:", "", *_table(
         ["settings", "thresholds", "mean event F1", "false alarms / h"],
         [[k, ", ".join(f"{c} {t:.2f}" for c, t in v["thresholds"].items()),

@@ -39,7 +39,7 @@ SECTIONS = (
                "max_duration_s", "timestamp_pattern")),
     ("Model", ("backbone", "models", "heads", "weights", "layer", "w2v_window_s")),
     ("Detection", ("window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s", "thresholds",
-                   "sensitivity")),
+                   "edge_thresholds", "sensitivity")),
     ("Output", ("out", "output_format", "segments", "embeddings", "overwrite", "resume", "strict",
                 "cache", "cache_dir")),
     ("Performance", ("workers", "threads", "device", "batch_s", "batch_size", "decode_timeout_s",
@@ -154,6 +154,10 @@ def _detection_default(name: str) -> Callable[[], object]:
               show_default="the head's validated thresholds",
               help="Detection: probability a class needs to make an event, e.g. "
                    "'screaming=0.6' (repeatable).")
+@click.option("--edge-threshold", "edge_thresholds", multiple=True, metavar="CLASS=P",
+              show_default="the head's validated edge thresholds",
+              help="Detection: probability an event's class needs to extend the event over "
+                   "neighbouring windows (hysteresis, at most the threshold), e.g. 'cry=0.4'.")
 @click.option("--sensitivity", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True,
               help="Detection: scales every threshold's odds: 2 finds more (and more false "
@@ -194,7 +198,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          decode_timeout_s: float, segments: bool, window_s: float | None,
          hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
          max_gap_s: float | None,
-         thresholds: tuple[str, ...], sensitivity: float, embeddings: bool,
+         thresholds: tuple[str, ...], edge_thresholds: tuple[str, ...], sensitivity: float,
+         embeddings: bool,
          timestamp_pattern: str | None, overwrite: bool,
          engine: str, ray_address: str | None, cache: bool,
          cache_dir: Path | None, resume: bool, strict: bool) -> None:
@@ -231,6 +236,10 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         parsed_thresholds = parse_thresholds(thresholds)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--threshold") from None
+    try:
+        parsed_edges = parse_thresholds(edge_thresholds)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--edge-threshold") from None
     if timestamp_pattern:
         from scanner.errors import ConfigError
         from scanner.timestamps import compile_pattern
@@ -240,7 +249,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         except ConfigError as e:
             raise click.BadParameter(str(e), param_hint="--timestamp-pattern") from None
     detection = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
-                 "min_event_s": min_event_s, "max_gap_s": max_gap_s}
+                 "min_event_s": min_event_s, "max_gap_s": max_gap_s,
+                 "edge_thresholds": parsed_edges or None}
     config = ScanConfig(
         backbones=names, models=per_backbone(models, names, "--model"),
         heads=per_backbone(heads, names, "--head"), weights=parse_weights(weights, names),

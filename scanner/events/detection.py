@@ -7,7 +7,9 @@ kept under explicit names (``mean_prob_<class>``).
 
 Thresholds, by precedence: :data:`~scanner.events.segments.DEFAULT_THRESHOLD` < the head's
 own validated thresholds (``head.json`` ``thresholds``) < ``--threshold CLASS=P``; then
-``--sensitivity`` scales every class's odds. Window, hop, smoothing, minimum event length and the gap bridged:
+``--sensitivity`` scales every class's odds. Edge thresholds (hysteresis), likewise: the head's
+``detection`` block ``edge_thresholds`` < ``--edge-threshold CLASS=P``, scaled by
+``--sensitivity``. Window, hop, smoothing, minimum event length and the gap bridged:
 :class:`~scanner.events.segments.SegmentConfig`'s defaults < the head's ``detection`` block <
 the user's options.
 """
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from scanner.classify import Classifier
 
 DETECTION_KEYS = ("window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s",
-                  "class_min_event_s")
+                  "class_min_event_s", "edge_thresholds")
 """Settings a head's ``detection`` block or the user may set."""
 
 
@@ -71,7 +73,14 @@ def resolve_detection(classifier: Classifier, *, options: Mapping[str, Any] | No
         raise ConfigError(f"unknown detection setting(s) {sorted(unknown)}")
     if (options or {}).get("min_event_s") is not None and "class_min_event_s" not in (options or {}):
         settings.pop("class_min_event_s", None)  # the user's --min-event is for every class
+    edges = {**settings.get("edge_thresholds", {}), **((options or {}).get("edge_thresholds") or {})}
     settings.update({k: v for k, v in (options or {}).items() if v is not None})
+    if edges:  # the user's --edge-threshold replaces the head's for the classes it names
+        try:
+            settings["edge_thresholds"] = {c: with_sensitivity(float(p), sensitivity)
+                                           for c, p in edges.items()}
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"edge thresholds must be numbers, got {edges!r}") from e
     chosen = {name: sum(values) / len(values) for name, values in head_thresholds.items()}
     chosen.update(thresholds or {})
     targets = [c for c in classifier.classes if c != background]
