@@ -139,9 +139,11 @@ def test_builtin_detector_is_an_ensemble_of_the_clip_a_context_and_the_audioset_
         head.predict_proba(np.zeros((1, 1024), np.float32))
     clip = next(m for m in head.members if m.kind == "mlp")
     linear = load_head("clip-linear")
-    for (w1, b1), (w2, b2) in zip(clip.layers, linear.layers, strict=True):
-        np.testing.assert_array_equal(w1, w2)  # the clip member is the clip-linear head
-        np.testing.assert_array_equal(b1, b2)
+    # the clip-linear recipe (one linear layer), refit on the benchmark's training split only
+    assert len(clip.layers) == len(linear.layers) == 1
+    assert [w.shape for w, _ in clip.layers] == [w.shape for w, _ in linear.layers]
+    assert not np.allclose(clip.layers[0][0], linear.layers[0][0])
+    assert clip.extra["training"]["config"]["final"] is False
     assert set(head.detection_thresholds()) == {"cry", "screaming"}
     assert set(head.detection_settings()) >= {"min_event_s", "max_gap_s"}
     report = (heads["detector"] / "report.md").read_text()

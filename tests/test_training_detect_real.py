@@ -17,23 +17,20 @@ pytestmark = pytest.mark.slow
 
 def test_detector_split_is_the_benchmarks(dataset_dir: Path) -> None:
     from training.dataset import load_dataset
+    from training.detect import benchmark_split
     from training.detect_config import DetectConfig
     from training.soundscapes import load_manifest, split_groups
-    from training.split import assign_groups
 
     config = DetectConfig(data_dir=str(dataset_dir), out_dir="unused")
     items = load_dataset(dataset_dir).items
     labels, groups = [it.label for it in items], [it.group for it in items]
-    fractions = {"train": round(1.0 - config.val - config.test, 10), "val": config.val,
-                 "test": config.test}
-    mine = dict(zip(groups, assign_groups(labels, groups, fractions, seed=config.seed),
-                    strict=True))
+    mine = dict(zip(groups, benchmark_split(labels, groups, config), strict=True))
     assert mine == split_groups(load_manifest(dataset_dir))
 
 
 def _test_split_clips(dataset_dir: Path, label: str, n: int) -> list[Path]:
-    """Clips of the shipped head's test split (never trained on)."""
-    with (Path(__file__).parents[1] / "scanner/heads/builtin/detector/split.csv").open() as f:
+    """Clips of the shipped head's test split (no member was fit on them: tests/test_leakage.py)."""
+    with (Path(__file__).parents[1] / "scanner/heads/builtin/detector/clip/split.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == "test" and r["label"] == label]
     return [dataset_dir / r["path"] for r in rows[:n]]
 

@@ -143,6 +143,15 @@ class Prepared:
     backbone_config: dict[str, Any]
 
 
+def benchmark_split(labels: list[str], groups: list[str], config: DetectConfig) -> list[str]:
+    """Each clip's split (``train``, ``val``, ``test``) by group, the benchmark's rule
+    (training.soundscapes.split_groups): with the defaults, the project's validation and test
+    soundscapes come from exactly these validation and test splits."""
+    fractions = {"train": round(1.0 - config.val - config.test, 10), "val": config.val,
+                 "test": config.test}
+    return assign_groups(labels, groups, fractions, seed=config.seed)
+
+
 def prepare(config: DetectConfig, *, progress: bool = True,
             backbone: Backbone | None = None) -> Prepared:
     """Loads and splits the data, embeds every clip's patches and makes the scenes (cached)."""
@@ -155,11 +164,7 @@ def prepare(config: DetectConfig, *, progress: bool = True,
                           f"found {list(classes)}")
     items = list(dataset.items)
     labels, groups = [it.label for it in items], [it.group for it in items]
-    # the benchmark's split rule (training.soundscapes.split_groups): with the defaults, the
-    # project's test soundscapes come from exactly this test split
-    fractions = {"train": round(1.0 - config.val - config.test, 10), "val": config.val,
-                 "test": config.test}
-    splits = np.asarray(assign_groups(labels, groups, fractions, seed=config.seed))
+    splits = np.asarray(benchmark_split(labels, groups, config))
     check_disjoint(groups, list(splits))
     y = np.asarray([classes.index(lab) for lab in labels], np.int64)
     weak = _weak_items(config, set(groups))
