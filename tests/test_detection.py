@@ -207,7 +207,8 @@ def test_a_heads_edge_thresholds_then_the_users_then_sensitivity(tone_head, tmp_
         resolve_detection(classifier, options={"edge_thresholds": {"not_screaming": 0.2}})
     with pytest.raises(ConfigError, match="unknown class"):
         resolve_detection(classifier, options={"edge_thresholds": {"laughter": 0.2}})
-    meta["detection"]["edge_thresholds"] = {"cry": "low"}
-    (head / "head.json").write_text(json.dumps(meta))
-    with pytest.raises(ConfigError, match="numbers"):
-        resolve_detection(load_classifier(fake_scan_config(head)))
+    for bad in ({"cry": "low"}, [0.3]):
+        meta["detection"]["edge_thresholds"] = bad
+        (head / "head.json").write_text(json.dumps(meta))
+        with pytest.raises(ConfigError, match="numbers"):
+            resolve_detection(load_classifier(fake_scan_config(head)))

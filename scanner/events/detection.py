@@ -73,14 +73,15 @@ def resolve_detection(classifier: Classifier, *, options: Mapping[str, Any] | No
         raise ConfigError(f"unknown detection setting(s) {sorted(unknown)}")
     if (options or {}).get("min_event_s") is not None and "class_min_event_s" not in (options or {}):
         settings.pop("class_min_event_s", None)  # the user's --min-event is for every class
-    edges = {**settings.get("edge_thresholds", {}), **((options or {}).get("edge_thresholds") or {})}
+    head_edges = settings.get("edge_thresholds") or {}
     settings.update({k: v for k, v in (options or {}).items() if v is not None})
-    if edges:  # the user's --edge-threshold replaces the head's for the classes it names
-        try:
+    try:  # the user's --edge-threshold replaces the head's for the classes it names
+        edges = {**head_edges, **((options or {}).get("edge_thresholds") or {})}
+        if edges:
             settings["edge_thresholds"] = {c: with_sensitivity(float(p), sensitivity)
                                            for c, p in edges.items()}
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"edge thresholds must be numbers, got {edges!r}") from e
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"edge thresholds must be numbers by class, got {head_edges!r}") from e
     chosen = {name: sum(values) / len(values) for name, values in head_thresholds.items()}
     chosen.update(thresholds or {})
     targets = [c for c in classifier.classes if c != background]
