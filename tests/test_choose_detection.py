@@ -21,12 +21,16 @@ CLASSES = ("cry", "screaming", "not_screaming")
 HOP, WINDOW, DURATION = 0.48, 1.44, 600.0
 
 
+def _background(seed: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded generator, and a 10-minute file of windows that are all background."""
+    starts = np.arange(0.0, DURATION - WINDOW, HOP)
+    return (np.random.default_rng(seed), starts, np.tile([0.02, 0.02, 0.96], (len(starts), 1)),
+            starts + WINDOW / 2)
+
+
 def _file(name: str, seed: int) -> ScoredFile:
     """Six 6 s cries and six 1.9 s screams, and ten 2.9 s cry-like bursts of background."""
-    rng = np.random.default_rng(seed)
-    starts = np.arange(0.0, DURATION - WINDOW, HOP)
-    probs = np.tile([0.02, 0.02, 0.96], (len(starts), 1))
-    centre = starts + WINDOW / 2
+    rng, starts, probs, centre = _background(seed)
     reference = []
 
     def put(label: str, t0: float, seconds: float, truth: bool) -> None:
@@ -74,10 +78,7 @@ def test_each_class_gets_the_shortest_minimum_event_that_works(monkeypatch) -> N
 
 def _faded(name: str, seed: int) -> ScoredFile:
     """Eight 6 s cries whose first and last 1.5 s score only 0.55 (a cry fading in and out)."""
-    rng = np.random.default_rng(seed)
-    starts = np.arange(0.0, DURATION - WINDOW, HOP)
-    probs = np.tile([0.02, 0.02, 0.96], (len(starts), 1))
-    centre = starts + WINDOW / 2
+    rng, starts, probs, centre = _background(seed)
     reference = []
     for t in sorted(rng.permutation(np.arange(10.0, DURATION - 20, 40.0))[:8]):
         k = np.flatnonzero((centre >= t) & (centre < t + 6.0))
