@@ -441,3 +441,34 @@ def test_edge_thresholds_out_of_range_or_for_the_background_are_refused(edges):
         SegmentConfig(edge_thresholds=edges)
     with pytest.raises(ConfigError, match="unknown class"):
         SegmentConfig(edge_thresholds={"laughter": 0.3}).check_classes(CLASSES)
+
+
+def test_edge_growth_is_the_two_way_walk_from_each_kept_run():
+    """grow_events against its definition: walk out of every run of a class, forwards then
+    backwards, over background windows at or above the edge (random labels and scores)."""
+    from scanner.events.segments import grow_events
+
+    def walk(labels, sm, config):
+        out = list(labels)
+        for ci, c in enumerate(CLASSES[:2]):
+            passes = sm[:, ci] >= config.edge_threshold(c)
+            for k in range(1, len(out)):
+                if out[k] == "not_screaming" and out[k - 1] == c and passes[k]:
+                    out[k] = c
+            for k in range(len(out) - 2, -1, -1):
+                if out[k] == "not_screaming" and out[k + 1] == c and passes[k]:
+                    out[k] = c
+        return out
+
+    rng = np.random.default_rng(0)
+    cfg = SegmentConfig(thresholds={"cry": 0.8, "screaming": 0.7},
+                        edge_thresholds={"cry": 0.4, "screaming": 0.3})
+    grew = 0
+    for _ in range(500):
+        n = int(rng.integers(1, 40))
+        labels = [str(x) for x in rng.choice(CLASSES, n, p=[0.15, 0.15, 0.7])]
+        sm = rng.random((n, 3))
+        got = grow_events(labels, sm, CLASSES, cfg)
+        assert got == walk(labels, sm, cfg)
+        grew += got != labels
+    assert grew > 100  # the cases do exercise growth

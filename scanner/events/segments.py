@@ -412,21 +412,22 @@ def grow_events(labels: Sequence[str], smoothed: NDArray[np.floating], classes: 
     Growth stops at a window of another class or one below the edge threshold; two runs of
     one class that grow into each other become one.
     """
-    out = list(labels)
+    out = np.asarray(labels, dtype=object)
     sm = np.asarray(smoothed, np.float64)
-    n = len(out)
     for ci, c in enumerate(classes):
         edge = config.edge_threshold(c) if c != config.background else None
-        if edge is None:
+        if edge is None or len(out) == 0:
             continue
-        passes = sm[:, ci] >= edge
-        for k in range(1, n):  # forwards: each run's end
-            if out[k] == config.background and out[k - 1] == c and passes[k]:
-                out[k] = c
-        for k in range(n - 2, -1, -1):  # backwards: each run's start
-            if out[k] == config.background and out[k + 1] == c and passes[k]:
-                out[k] = c
-    return out
+        is_c = out == c
+        # stretches of windows that are this class or background above the edge: a stretch
+        # that holds a window of the class becomes the class
+        ok = is_c | ((out == config.background) & (sm[:, ci] >= edge))
+        stretch = np.cumsum(ok & ~np.concatenate([[False], ok[:-1]])) * ok
+        holds = np.zeros(int(stretch.max()) + 1, bool)
+        holds[stretch[is_c]] = True
+        holds[0] = False
+        out[ok & holds[stretch]] = c
+    return [str(x) for x in out]
 
 
 def summarise(events: Sequence[Mapping[str, Any]], classes: Sequence[str],
