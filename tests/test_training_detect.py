@@ -85,3 +85,33 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
     again = CliRunner().invoke(cli, ["-v", *args[:-2], "--hidden-sizes", "8"])
     assert again.exit_code == 0, again.output
     assert "embedding every patch" not in again.output and "made" not in again.output
+
+
+def test_temporal_detector_end_to_end(tmp_path: Path) -> None:
+    """``--arch temporal``: the convolution over patch sequences, trained, calibrated, tuned,
+    written, and scanning through the same code as any head."""
+    from scanner.heads.temporal import TemporalHead
+
+    data, weak = _corpus(tmp_path / "data")
+    out = tmp_path / "head"
+    args = ["train", str(data), "-o", str(out), "--detector", "--backbone", "fake",
+            "--weak", str(weak), "--cache-dir", str(tmp_path / "cache"), "--scene-hours", "0.05",
+            "--val-hours", "0.05", "--test-hours", "0.05", "--eval-minutes", "1,1.5",
+            "--epochs", "40", "--batch-size", "8", "--lr", "0.003", "--val", "0.25",
+            "--test", "0.25", "--hidden-sizes", "16", "--arch", "temporal", "--kernel", "3",
+            "--dilations", "1,2"]
+    result = CliRunner().invoke(cli, ["-v", *args])
+    assert result.exit_code == 0, result.output
+    head = load_head(out, backbone="fake")
+    assert isinstance(head, TemporalHead) and head.dilations == (1, 2) and head.radius == 3
+    assert set(head.detection_thresholds()) == {"cry", "screaming"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["clips"]["test_events"]["macro_f1"] >= 0.8
+    assert metrics["calibration"]["temperature"] > 0
+    assert metrics["recipe"]["weak_bags"] == 6 and metrics["recipe"]["validation_loss"]
+    assert metrics["recipe"]["weak_bags_used"] <= 6  # bags, not bags times views
+    config = json.loads((out / "head.json").read_text())["training"]["config"]
+    assert config["arch"] == "temporal" and config["dilations"] == [1, 2]
+    assert "--arch temporal --kernel 3 --dilations 1,2" in (out / "report.md").read_text()
+    bad = CliRunner().invoke(cli, [*args[:-2], "--dilations", "1,x"])
+    assert bad.exit_code == 2 and "--dilations" in bad.output

@@ -12,7 +12,9 @@ The stages:
    windows from event times;
 5. fit (early stopping on validation windows); then multiple-instance selection of the
    weak bags' scream windows and hard-negative mining of background windows the first
-   fit took for events, and a second fit with both;
+   fit took for events, and a second fit with both. ``arch="context"`` fits an MLP on
+   multi-scale means; ``arch="temporal"`` fits a dilated convolution on whole patch
+   sequences (:mod:`training.temporal`), each window's label on its centre patch;
 6. temperature calibration on validation windows;
 7. per-class thresholds and the minimum event length on validation soundscapes
    (best event F1 within a false-alarm budget per hour);
@@ -25,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,9 @@ from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
 from scanner.errors import ConfigError
+from scanner.heads.base import Head
 from scanner.heads.context import ContextHead, mlp_logits
+from scanner.heads.temporal import TemporalHead
 from scanner.output.cache import file_digest
 from training.augment import BandLimit
 from training.calibration import class_reliability, fit_temperature, reliability, softmax_t
@@ -54,6 +58,7 @@ from training.metrics import evaluate
 from training.patches import PatchCache, Patches, clip_patches, decode_clip
 from training.scene_sets import EmbeddedScene, SceneSpec, benchmark_set, scene_set
 from training.split import assign_groups, check_disjoint, split_summary
+from training.temporal import LabelledSequence, TemporalFit, select_sequence_positives
 from training.windows import IGNORE, WindowSet, clip_windows, features_of, select_bag_positives, windows_of
 
 log = logging.getLogger(__name__)
@@ -65,7 +70,7 @@ TRAIN_EVENTS_PER_MINUTE = 2.0
 
 @dataclass(frozen=True)
 class DetectResult:
-    head: ContextHead
+    head: Head
     out_dir: Path
     metrics: dict[str, Any]
 
@@ -230,8 +235,9 @@ def train_detector(config: DetectConfig, *, progress: bool = True,
     return DetectResult(head, out, metrics)
 
 
-def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[ContextHead, dict[str, Any]]:
-    """Windows, fits (with MIL and hard negatives), calibration, thresholds, evaluation."""
+def _fit_context_head(config: DetectConfig, prep: Prepared
+                      ) -> tuple[ContextHead, dict[str, Any], dict[str, Any]]:
+    """The context MLP: fit (with MIL and hard negatives) and temperature calibration."""
     classes, items, y, rows = prep.classes, prep.items, prep.y, prep.rows
     bg = classes.index(BACKGROUND)
     weak, weak_patches, patches = prep.weak if config.mil else [], prep.weak_patches, prep.patches
@@ -243,7 +249,7 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[ContextHead, dic
 
     n_train_scenes = int(round(config.train_scene_hours * 3600 / config.train_scene_s))
     train_scenes = prep.train_scenes[:n_train_scenes]
-    val_scenes, test_scenes = prep.val_scenes, prep.test_scenes
+    val_scenes = prep.val_scenes
     offset = len(items)
     train = WindowSet.concat([clips("train", v) for v in VIEWS]
                              + [_scene_windows(train_scenes, config.scales, offset)])
@@ -280,20 +286,116 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[ContextHead, dic
 
     vk = val.y != IGNORE
     val_logits = mlp_logits(fit.layers, fit.mean, fit.std, val.x[vk])
-    temperature = fit_temperature(val_logits, val.y[vk])
-    calib = {"temperature": temperature,
-             "before": reliability(softmax_t(val_logits), val.y[vk]),
-             "after": reliability(softmax_t(val_logits, temperature), val.y[vk]),
-             "per_class_after": {c: class_reliability(softmax_t(val_logits, temperature),
-                                                      val.y[vk], k)
-                                 for k, c in enumerate(classes)}}
-    log.info("temperature %.3f: validation ECE %.3f -> %.3f", temperature,
-             calib["before"]["ece"], calib["after"]["ece"])
+    calib = _calibration(val_logits, val.y[vk], classes)
+    temperature = calib["temperature"]
 
     out = Path(config.out_dir).expanduser()
     head = ContextHead(classes=classes, backbone_config=prep.backbone_config,
                        scales=config.scales, layers=fit.layers, mean=fit.mean, std=fit.std,
                        temperature=temperature, name=config.name or out.resolve().name)
+    return head, recipe, calib
+
+
+def _calibration(val_logits: NDArray[np.float32], val_y: NDArray[np.int64],
+                 classes: tuple[str, ...]) -> dict[str, Any]:
+    """A temperature fitted on validation windows, with reliability before and after."""
+    temperature = fit_temperature(val_logits, val_y)
+    calib = {"temperature": temperature,
+             "before": reliability(softmax_t(val_logits), val_y),
+             "after": reliability(softmax_t(val_logits, temperature), val_y),
+             "per_class_after": {c: class_reliability(softmax_t(val_logits, temperature),
+                                                      val_y, k)
+                                 for k, c in enumerate(classes)}}
+    log.info("temperature %.3f: validation ECE %.3f -> %.3f", temperature,
+             calib["before"]["ece"], calib["after"]["ece"])
+    return calib
+
+
+def _fit_temporal_head(config: DetectConfig, prep: Prepared
+                       ) -> tuple[TemporalHead, dict[str, Any], dict[str, Any]]:
+    """The temporal head: fit on whole sequences (clips, weak bags, scenes), hard negatives
+    and weak-bag windows from a first fit, then temperature calibration."""
+    from training.temporal import clip_sequence, fit_temporal, scene_sequence
+
+    classes, y, rows = prep.classes, prep.y, prep.rows
+    bg = classes.index(BACKGROUND)
+    weak = prep.weak if config.mil else []
+
+    def clips(split: str) -> list[LabelledSequence]:
+        return [clip_sequence(prep.patches[v][i], int(y[i]), background=bg)
+                for v in VIEWS for i in rows[split]
+                if prep.patches[v][i] is not None and prep.patches[v][i].n]
+
+    n_train_scenes = int(round(config.train_scene_hours * 3600 / config.train_scene_s))
+    train = clips("train") + [scene_sequence(s.patches, s.labels)
+                              for s in prep.train_scenes[:n_train_scenes]]
+    val = clips("val") + [scene_sequence(s.patches, s.labels) for s in prep.val_scenes]
+    kw = {"n_classes": len(classes), "targets": [k for k, c in enumerate(classes) if k != bg],
+          "hidden": config.hidden[0], "kernel": config.kernel,
+          "dilations": config.dilations, "dropout": config.dropout,
+          "weight_decay": config.weight_decay, "lr": config.lr,
+          "batch_size": config.batch_size, "epochs": config.epochs,
+          "patience": config.patience, "class_weight": config.class_weight,
+          "seed": config.seed}
+    log.info("fitting a temporal head on %d sequences, early stopping on %d", len(train), len(val))
+    fit = fit_temporal(train, val, **kw)
+    recipe: dict[str, Any] = {"round1_best_epoch": fit.best_epoch}
+
+    def as_head(f: TemporalFit) -> TemporalHead:
+        return TemporalHead(classes=classes, backbone_config=prep.backbone_config,
+                            proj=f.proj, blocks=f.blocks, dilations=config.dilations, out=f.out,
+                            mean=f.mean, std=f.std,
+                            name=config.name or Path(config.out_dir).expanduser().resolve().name)
+
+    if weak or config.hard_negative_weight > 1:
+        first = as_head(fit)
+        if config.hard_negative_weight > 1:
+            hard = 0
+            for s in train:
+                p = first.patch_proba(s.x)
+                mask = (s.y == bg) & (1 - p[:, bg] >= 0.5)
+                s.weight[mask] = config.hard_negative_weight
+                hard += int(mask.sum())
+            recipe["hard_negatives"] = hard
+        if weak:
+            target = classes.index("screaming")
+            bags, used = [], set()
+            for v in VIEWS:
+                for k, p in enumerate(prep.weak_patches[v]):
+                    if p is None or not p.n:
+                        continue
+                    bag = clip_sequence(p, target, background=bg, weak=True)
+                    chosen = select_sequence_positives(bag, first.patch_proba(bag.x), target)
+                    if (chosen == target).any():
+                        bags.append(replace(bag, y=chosen))
+                        used.add(k)
+            recipe["weak_windows_selected"] = int(sum((b.y == target).sum() for b in bags))
+            recipe["weak_bags_used"] = len(used)
+            recipe["weak_bags"] = len(weak)
+            train = train + bags
+        fit = fit_temporal(train, val, **kw)
+        recipe["round2_best_epoch"] = fit.best_epoch
+    recipe.update(best_epoch=fit.best_epoch, epochs_run=fit.epochs_run,
+                  class_weights=fit.class_weights, validation_loss=fit.val_loss,
+                  validation_mean_ap=fit.val_ap)
+
+    head = as_head(fit)
+    logits = [(head.sequence_logits(s.x), s.y) for s in val]
+    vy = np.concatenate([t for _, t in logits])
+    keep = vy != IGNORE
+    calib = _calibration(np.concatenate([lo for lo, _ in logits])[keep], vy[keep], classes)
+    head.temperature = calib["temperature"]
+    return head, recipe, calib
+
+
+def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[Head, dict[str, Any]]:
+    """Windows, fits (with MIL and hard negatives), calibration, thresholds, evaluation."""
+    classes, items, y, rows = prep.classes, prep.items, prep.y, prep.rows
+    weak, patches = prep.weak if config.mil else [], prep.patches
+    n_train_scenes = int(round(config.train_scene_hours * 3600 / config.train_scene_s))
+    val_scenes, test_scenes = prep.val_scenes, prep.test_scenes
+    fit_head = _fit_temporal_head if config.arch == "temporal" else _fit_context_head
+    head, recipe, calib = fit_head(config, prep)
 
     def scored(scene_list: list[EmbeddedScene]) -> list[ScoredFile]:
         return [score_file(head, s.name, s.patches, s.duration_s, _reference(s))
@@ -347,7 +449,7 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
                           for c, v in m["per_class"].items()}}
 
 
-def _clip_metrics(head: ContextHead, items: list[LabelledFile],
+def _clip_metrics(head: Head, items: list[LabelledFile],
                   patches: dict[str, list[Patches | None]], rows: dict[str, NDArray[np.int64]],
                   y: NDArray[np.int64], classes: tuple[str, ...], seg,
                   versions: dict[str, str]) -> dict[str, Any]:

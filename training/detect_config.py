@@ -9,6 +9,9 @@ from typing import Any
 from scanner.errors import ConfigError
 from training.config import CLASS_WEIGHTS
 
+ARCHS = ("context", "temporal")
+"""Detection head architectures ``scanner train --detector --arch`` builds."""
+
 
 @dataclass(frozen=True)
 class DetectConfig:
@@ -40,6 +43,11 @@ class DetectConfig:
             hour (all classes together) stay within this on validation soundscapes.
         seed: Seeds everything.
         name: Head name.
+        arch: ``context`` (an MLP on multi-scale means of patches) or ``temporal`` (a dilated
+            convolution over the patch sequence, :mod:`scanner.heads.temporal`; its width is
+            the first of ``hidden``, and ``scales`` is not used).
+        kernel, dilations: The temporal head's kernel (odd, in patches) and one dilation per
+            residual block.
     """
 
     data_dir: str
@@ -71,10 +79,14 @@ class DetectConfig:
     fa_budget_per_hour: float = 5.0
     seed: int = 0
     name: str | None = None
+    arch: str = "context"
+    kernel: int = 5
+    dilations: tuple[int, ...] = (1, 2, 4)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
         object.__setattr__(self, "eval_minutes", tuple(float(m) for m in self.eval_minutes))
         if not (0 < self.val < 1 and 0 < self.test < 1 and self.val + self.test < 1):
             raise ConfigError(f"--val {self.val} and --test {self.test} must each be in (0, 1) "
@@ -89,6 +101,14 @@ class DetectConfig:
         if not 0 < lo <= hi:
             raise ConfigError(f"--eval-minutes must be LOW,HIGH with 0 < LOW <= HIGH, "
                               f"got {lo},{hi}")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch == "temporal" and (
+                not self.hidden or self.kernel < 1 or self.kernel % 2 == 0
+                or not self.dilations or any(d < 1 for d in self.dilations)):
+            raise ConfigError("--arch temporal needs a width (--hidden-sizes), an odd --kernel "
+                              f"and positive --dilations, got {list(self.hidden)}, "
+                              f"{self.kernel}, {list(self.dilations)}")
         if self.hard_negative_weight < 1:
             raise ConfigError("--hard-negative-weight must be >= 1")
         if self.mil and not self.weak_dir:
@@ -98,6 +118,7 @@ class DetectConfig:
         out = asdict(self)
         out["scales"], out["hidden"] = list(self.scales), list(self.hidden)
         out["eval_minutes"] = list(self.eval_minutes)
+        out["dilations"] = list(self.dilations)
         return out
 
     @classmethod
@@ -129,6 +150,9 @@ class DetectConfig:
                  "--eval-minutes", ",".join(f"{m:g}" for m in self.eval_minutes),
                  "--hard-negative-weight", str(self.hard_negative_weight),
                  "--fa-budget", str(self.fa_budget_per_hour), "--seed", str(self.seed)]
+        if self.arch != "context":
+            args += ["--arch", self.arch, "--kernel", str(self.kernel),
+                     "--dilations", ",".join(map(str, self.dilations))]
         if self.weak_dir and not self.mil:
             args.append("--no-mil")
         return shlex.join(args)

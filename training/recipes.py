@@ -35,6 +35,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "context + soundscapes + MIL + hard negatives x3": {},
     "... with class weight balanced": {"class_weight": "balanced"},
     "... with class weight none": {"class_weight": "none"},
+    "temporal convolution (kernel 5, dilations 1, 2, 4) + soundscapes + MIL + hard negatives": {
+        "arch": "temporal", "hidden": (128,), "lr": 1e-3, "batch_size": 16, "epochs": 30,
+        "patience": 5},
 }
 
 

@@ -106,8 +106,9 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               help="A verdicts.csv from 'scanner review' (repeatable): yes -> the item's "
                    "class, no -> not_screaming, other -> the class chosen.")
 @click.option("--detector", is_flag=True,
-              help="Train for detection in long recordings: a context head on windows of "
-                   "clips, weak bags and generated soundscapes, calibrated, with thresholds "
+              help="Train for detection in long recordings: a context (or --arch temporal) "
+                   "head on windows of clips, weak bags and generated soundscapes, "
+                   "calibrated, with thresholds "
                    "chosen on validation soundscapes. Options not given take the detector's "
                    "defaults (see training/detect_config.py).")
 @click.option("--weak", "weak_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -117,6 +118,14 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               help="With --detector and --weak: select the weak bags' event windows.")
 @click.option("--scales", default="3,7,21", show_default=True,
               help="With --detector: context scales, odd patch counts (3: the window only).")
+@click.option("--arch", type=click.Choice(["context", "temporal"]), default="context",
+              show_default=True,
+              help="With --detector: context (an MLP on means of --scales patches) or temporal "
+                   "(a dilated convolution over the patch sequence; width: --hidden-sizes).")
+@click.option("--kernel", type=click.IntRange(min=1), default=5, show_default=True,
+              help="With --detector --arch temporal: kernel, an odd number of patches.")
+@click.option("--dilations", default="1,2,4", show_default=True,
+              help="With --detector --arch temporal: one dilation per residual block.")
 @click.option("--scene-hours", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="With --detector: hours of training soundscapes (0: clip windows only).")
 @click.option("--val-hours", type=click.FloatRange(min=0, min_open=True), default=3.0,
@@ -142,6 +151,7 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
           refit: bool, final: bool, folds: int, name: str | None, detector: bool,
           weak_dir: Path | None, mil: bool, scales: str, scene_hours: float, val_hours: float,
           test_hours: float, eval_minutes: str, hard_negative_weight: int, fa_budget: float,
+          arch: str = "context", kernel: int = 5, dilations: str = "1,2,4",
           add: tuple[Path, ...] = ()) -> None:
     """Train a head on a labelled folder: one subfolder per label (or --manifest).
 
@@ -170,7 +180,7 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
                         weak_dir=weak_dir, mil=mil, scales=scales, scene_hours=scene_hours,
                         val_hours=val_hours, test_hours=test_hours,
                         eval_minutes=eval_minutes, hard_negative_weight=hard_negative_weight,
-                        fa_budget=fa_budget)
+                        fa_budget=fa_budget, arch=arch, kernel=kernel, dilations=dilations)
         return
     try:
         config = TrainConfig(
@@ -236,6 +246,11 @@ def _train_detector(ctx: click.Context, verbosity: int, **opts) -> None:
         raise click.BadParameter("expected odd patch counts like 3,7,21",
                                  param_hint="--scales") from None
     try:
+        dilations = tuple(int(d) for d in str(opts.pop("dilations")).split(",") if d.strip())
+    except ValueError:
+        raise click.BadParameter("expected positive integers like 1,2,4",
+                                 param_hint="--dilations") from None
+    try:
         minutes = tuple(float(m) for m in str(opts.pop("eval_minutes")).split(","))
     except ValueError:
         raise click.BadParameter("expected LOW,HIGH minutes like 10,30",
@@ -245,7 +260,7 @@ def _train_detector(ctx: click.Context, verbosity: int, **opts) -> None:
     renamed = {"scene_hours": "train_scene_hours", "fa_budget": "fa_budget_per_hour"}
     known = {f.name for f in fields(DetectConfig)}
     values: dict = {"data_dir": str(opts.pop("data_dir")), "out_dir": str(opts.pop("out_dir")),
-                    "scales": scales, "eval_minutes": minutes}
+                    "scales": scales, "eval_minutes": minutes, "dilations": dilations}
     for key, value in opts.items():
         field_name = renamed.get(key, key)
         if field_name not in known or value is None:

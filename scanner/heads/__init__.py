@@ -11,7 +11,7 @@ from scanner.registry import Registry
 HEADS: Registry[type[Head]] = Registry("head")
 register_head = HEADS.register
 
-from scanner.heads import audioset, context, ensemble, mlp  # noqa: E402,F401
+from scanner.heads import audioset, context, ensemble, mlp, temporal  # noqa: E402,F401
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 # Names that stand for another built-in head: ``default`` is the head a YAMNet scan uses

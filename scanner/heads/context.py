@@ -15,7 +15,6 @@ and checked at load: finite weights, layer shapes that chain, standardisation si
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,13 @@ from numpy.typing import NDArray
 from scanner.errors import ScannerError
 from scanner.heads import register_head
 from scanner.heads.base import WINDOW_CHUNK, Features, Head
-from scanner.heads.mlp import FORMAT, FORMAT_VERSION, HEAD_JSON, WEIGHTS_FILE, save_layers, softmax
+from scanner.heads.mlp import (
+    DETECTION_HEAD_KEYS,
+    detection_metadata,
+    read_head_folder,
+    save_layers,
+    softmax,
+)
 from scanner.records import Embedding
 
 DEFAULT_SCALES: tuple[int, ...] = (3, 7, 21)
@@ -191,31 +196,9 @@ class ContextHead(Head):
         return out
 
     def metadata(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kind": self.kind,
-            "name": self.name,
-            "classes": list(self.classes),
-            "backbone": self.backbone_config,
-            "preprocessing": {
-                "features": self.features,
-                "context_scales_patches": list(self.scales),
-                "standardize": True,
-                "sample_rate_hz": self.backbone_config.get("sample_rate_hz"),
-                "window_s": self.backbone_config.get("window_s"),
-                "hop_s": self.backbone_config.get("hop_s"),
-            },
-            "architecture": {
-                "activation": "relu",
-                "sizes": [int(self.layers[0][0].shape[1])]
-                + [int(w.shape[0]) for w, _ in self.layers],
-            },
-            "calibration": {"method": "temperature", "temperature": self.temperature},
-            "thresholds": self.thresholds,
-            "detection": self.detection,
-            **self.extra,
-        }
+        return detection_metadata(
+            self, {"context_scales_patches": list(self.scales)},
+            {"sizes": [int(self.layers[0][0].shape[1])] + [int(w.shape[0]) for w, _ in self.layers]})
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Writes ``head.json`` and ``weights.safetensors`` into ``folder``."""
@@ -224,22 +207,7 @@ class ContextHead(Head):
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> ContextHead:
         """Reads a head folder written by :meth:`save`; ScannerError on anything malformed."""
-        from safetensors.numpy import load_file
-
-        src = Path(folder)
-        try:
-            meta = json.loads((src / HEAD_JSON).read_text())
-            tensors = load_file(str(src / WEIGHTS_FILE))
-        except FileNotFoundError as e:
-            raise ScannerError(f"{src} is not a head folder: {e.filename} is missing") from e
-        except Exception as e:  # json, OS and safetensors' own error types
-            raise ScannerError(f"cannot read head {src}: {e}") from e
-        if meta.get("format") != FORMAT or meta.get("kind") != cls.kind:
-            raise ScannerError(f"{src / HEAD_JSON} is not a context head of this tool "
-                               f"(format={meta.get('format')!r}, kind={meta.get('kind')!r})")
-        known = {"format", "format_version", "kind", "name", "classes", "backbone",
-                 "preprocessing", "architecture", "calibration", "thresholds", "detection",
-                 "tool_version"}
+        src, meta, tensors = read_head_folder(folder, cls.kind, "a context head")
         try:
             n_layers = sum(1 for k in tensors if k.startswith("layer") and k.endswith(".weight"))
             layers = [(tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"])
@@ -252,6 +220,6 @@ class ContextHead(Head):
                        features=pre.get("features", "embeddings"),
                        thresholds=meta.get("thresholds"), detection=meta.get("detection"),
                        name=meta.get("name", src.name),
-                       extra={k: v for k, v in meta.items() if k not in known})
+                       extra={k: v for k, v in meta.items() if k not in DETECTION_HEAD_KEYS})
         except (KeyError, TypeError, ValueError) as e:
             raise ScannerError(f"head {src} is malformed: {e}") from e

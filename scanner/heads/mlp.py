@@ -161,3 +161,58 @@ def save_layers(folder: str | os.PathLike[str], metadata: dict[str, Any],
     meta = {**metadata, "tool_version": __version__}
     (out / HEAD_JSON).write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+DETECTION_HEAD_KEYS = frozenset({"format", "format_version", "kind", "name", "classes", "backbone",
+                                 "preprocessing", "architecture", "calibration", "thresholds",
+                                 "detection", "tool_version"})
+"""``head.json`` keys a calibrated detection head (context, temporal) reads itself; the rest
+is kept as its ``extra``."""
+
+
+def detection_metadata(head: Any, preprocessing: dict[str, Any],
+                       architecture: dict[str, Any]) -> dict[str, Any]:
+    """``head.json`` of a calibrated detection head (a context or temporal head): identity,
+    backbone, ``preprocessing`` (plus the backbone's rate, window and hop), ``architecture``,
+    temperature, thresholds, detection settings and the head's ``extra``."""
+    cfg = head.backbone_config
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": head.kind,
+        "name": head.name,
+        "classes": list(head.classes),
+        "backbone": cfg,
+        "preprocessing": {"features": head.features, **preprocessing, "standardize": True,
+                          "sample_rate_hz": cfg.get("sample_rate_hz"),
+                          "window_s": cfg.get("window_s"), "hop_s": cfg.get("hop_s")},
+        "architecture": {"activation": "relu", **architecture},
+        "calibration": {"method": "temperature", "temperature": head.temperature},
+        "thresholds": head.thresholds,
+        "detection": head.detection,
+        **head.extra,
+    }
+
+
+def read_head_folder(folder: str | os.PathLike[str], kind: str, what: str
+                     ) -> tuple[Path, dict[str, Any], dict[str, NDArray[np.float32]]]:
+    """``(folder, head.json, weights.safetensors)`` of a head folder of ``kind``.
+
+    Raises:
+        ScannerError: A file is missing or unreadable, or the folder holds another kind.
+    """
+    from safetensors.numpy import load_file
+
+    src = Path(folder)
+    try:
+        meta = json.loads((src / HEAD_JSON).read_text())
+        tensors = load_file(str(src / WEIGHTS_FILE))
+    except FileNotFoundError as e:
+        raise ScannerError(f"{src} is not a head folder: {e.filename} is missing") from e
+    except Exception as e:  # json, OS and safetensors' own error types
+        raise ScannerError(f"cannot read head {src}: {e}") from e
+    if meta.get("format") != FORMAT or meta.get("kind") != kind:
+        raise ScannerError(f"{src / HEAD_JSON} is not {what} of this tool "
+                           f"(format={meta.get('format')!r}, kind={meta.get('kind')!r})")
+    return src, meta, tensors
+
