@@ -30,7 +30,7 @@ def test_detector_split_is_the_benchmarks(dataset_dir: Path) -> None:
 
 def _test_split_clips(dataset_dir: Path, label: str, n: int) -> list[Path]:
     """Clips of the shipped head's test split (no member was fit on them: tests/test_leakage.py)."""
-    with (Path(__file__).parents[1] / "scanner/heads/builtin/detector/clip/split.csv").open() as f:
+    with (Path(__file__).parents[1] / "scanner/heads/builtin/detector/context/split.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == "test" and r["label"] == label]
     return [dataset_dir / r["path"] for r in rows[:n]]
 

@@ -139,7 +139,7 @@ class DetectConfig:
             if value:
                 args += [flag, value]
         args += ["--backbone", self.backbone, "--val", str(self.val), "--test", str(self.test),
-                 "--scales", ",".join(map(str, self.scales)),
+                 *(["--scales", ",".join(map(str, self.scales))] if self.arch == "context" else []),
                  "--hidden-sizes", ",".join(map(str, self.hidden)) or "0",
                  "--dropout", str(self.dropout), "--weight-decay", str(self.weight_decay),
                  "--lr", str(self.lr), "--batch-size", str(self.batch_size),

@@ -109,9 +109,11 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
     det = metrics["detection"]
     data = metrics["data"]
     recipe = metrics["recipe"]
+    arch = (f"temporal convolution (kernel {config.kernel}, dilations "
+            f"{', '.join(map(str, config.dilations))})" if config.arch == "temporal"
+            else f"context MLP (scales {', '.join(map(str, config.scales))} patches)")
     lines = [
-        f"# Detection head `{Path(config.out_dir).name}`: {config.backbone} + context MLP "
-        f"(scales {', '.join(map(str, config.scales))} patches)", "",
+        f"# Detection head `{Path(config.out_dir).name}`: {config.backbone} + {arch}", "",
         f"On {test['files']} held-out test soundscapes ({test['hours']:.1f} h, clips from "
         f"recording groups never used in training or validation): mean event F1 "
         f"**{test['mean_event_f1']:.3f}** over "
