@@ -121,14 +121,15 @@ def test_a_member_for_another_backbone_is_refused(tmp_path: Path) -> None:
     head.check_backbone(BACKBONE)
 
 
-def test_builtin_detector_is_an_ensemble_of_the_clip_a_context_and_the_audioset_head() -> None:
+def test_builtin_detector_is_an_ensemble_of_a_temporal_a_context_and_the_audioset_head() -> None:
     from scanner.heads.audioset import AudioSetHead
+    from scanner.heads.temporal import TemporalHead
 
     heads = builtin_heads()
     head = load_head("detector")
     assert isinstance(head, EnsembleHead)
     kinds = sorted(m.kind for m in head.members)
-    assert kinds == ["audioset", "context", "mlp"]
+    assert kinds == ["audioset", "context", "temporal"]
     zero_shot = next(m for m in head.members if isinstance(m, AudioSetHead))
     assert zero_shot.features == "embeddings" and zero_shot.score_layer is not None
     base = load_head("audioset")  # the same mapping and calibration as the built-in one
@@ -137,17 +138,16 @@ def test_builtin_detector_is_an_ensemble_of_the_clip_a_context_and_the_audioset_
     assert list(zero_shot.score_index) == list(base.score_index)
     with pytest.raises(ScannerError, match="derives its input"):
         head.predict_proba(np.zeros((1, 1024), np.float32))
-    clip = next(m for m in head.members if m.kind == "mlp")
-    linear = load_head("clip-linear")
-    # the clip-linear recipe (one linear layer), refit on the benchmark's training split only
-    assert len(clip.layers) == len(linear.layers) == 1
-    assert [w.shape for w, _ in clip.layers] == [w.shape for w, _ in linear.layers]
-    assert not np.allclose(clip.layers[0][0], linear.layers[0][0])
-    assert clip.extra["training"]["config"]["final"] is False
+    temporal = next(m for m in head.members if isinstance(m, TemporalHead))
+    assert temporal.dilations == (1, 2, 4) and temporal.radius == 14
+    config = temporal.extra["training"]["config"]
+    assert config["arch"] == "temporal" and config["val"] == config["test"] == 0.2
+    assert 0 < temporal.temperature < 10
     assert set(head.detection_thresholds()) == {"cry", "screaming"}
     assert set(head.detection_settings()) >= {"min_event_s", "max_gap_s"}
     report = (heads["detector"] / "report.md").read_text()
-    assert "scanner train" in report and "published method" not in report
+    assert "scanner train" in report and "--arch temporal" in report
+    assert "published method" not in report
 
 
 def test_calibrating_into_a_copy_keeps_the_members(tmp_path: Path) -> None:

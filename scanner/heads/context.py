@@ -28,7 +28,9 @@ from scanner.heads import register_head
 from scanner.heads.base import WINDOW_CHUNK, Features, Head
 from scanner.heads.mlp import (
     DETECTION_HEAD_KEYS,
+    check_standardisation,
     detection_metadata,
+    init_detection_head,
     read_head_folder,
     save_layers,
     softmax,
@@ -124,26 +126,13 @@ class ContextHead(Head):
                  features: Features = "embeddings", thresholds: dict[str, float] | None = None,
                  detection: dict[str, Any] | None = None, name: str = "context",
                  extra: dict[str, Any] | None = None) -> None:
-        if len(set(classes)) != len(classes) or len(classes) < 2:
-            raise ValueError(f"a head needs at least two distinct class names, got {list(classes)}")
         self.scales = tuple(int(s) for s in scales)
         if not self.scales or any(s < 1 or s % 2 == 0 for s in self.scales):
             raise ValueError(f"scales must be odd patch counts >= 1, got {list(scales)}")
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature}")
-        self.classes = tuple(classes)
-        self.backbone_config = dict(backbone_config)
-        self.backbone = str(backbone_config["name"])
+        init_detection_head(self, classes=classes, backbone_config=backbone_config, mean=mean,
+                            std=std, temperature=temperature, features=features,
+                            thresholds=thresholds, detection=detection, name=name, extra=extra)
         self.layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in layers]
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.asarray(std, np.float32)
-        self.temperature = float(temperature)
-        self.features = features
-        self.pooling = "mean"
-        self.thresholds = {k: float(v) for k, v in (thresholds or {}).items()}
-        self.detection = dict(detection or {})
-        self.name = name
-        self.extra = dict(extra or {})
         in_dim = self.layers[0][0].shape[1] if self.layers else 0
         if in_dim % len(self.scales):
             raise ValueError(f"first layer takes {in_dim} inputs, not a multiple of "
@@ -154,12 +143,7 @@ class ContextHead(Head):
                              f"{len(self.scales)} scales of {dim}-d embeddings make "
                              f"{int(dim) * len(self.scales)}")
         check_layers(self.layers, in_dim, len(self.classes), f"head {name!r}")
-        if self.mean.shape != (in_dim,) or self.std.shape != (in_dim,):
-            raise ValueError(f"head {name!r}: standardisation vectors are {self.mean.shape} and "
-                             f"{self.std.shape}, expected ({in_dim},)")
-        if not (np.isfinite(self.mean).all() and np.isfinite(self.std).all()
-                and (self.std > 0).all()):
-            raise ValueError(f"head {name!r}: standardisation must be finite with std > 0")
+        check_standardisation(self.mean, self.std, in_dim, f"head {name!r}")
 
     @property
     def input_dim(self) -> int:

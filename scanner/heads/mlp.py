@@ -216,3 +216,37 @@ def read_head_folder(folder: str | os.PathLike[str], kind: str, what: str
                            f"(format={meta.get('format')!r}, kind={meta.get('kind')!r})")
     return src, meta, tensors
 
+
+def init_detection_head(head: Any, *, classes: Sequence[str], backbone_config: dict[str, Any],
+                        mean: NDArray[np.float32], std: NDArray[np.float32], temperature: float,
+                        features: Features, thresholds: dict[str, float] | None,
+                        detection: dict[str, Any] | None, name: str,
+                        extra: dict[str, Any] | None) -> None:
+    """Sets the fields a calibrated detection head (context, temporal) shares, after checking
+    the class names and the temperature (ValueError)."""
+    if len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ValueError(f"a head needs at least two distinct class names, got {list(classes)}")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    head.classes = tuple(classes)
+    head.backbone_config = dict(backbone_config)
+    head.backbone = str(backbone_config["name"])
+    head.mean = np.asarray(mean, np.float32)
+    head.std = np.asarray(std, np.float32)
+    head.temperature = float(temperature)
+    head.features = features
+    head.pooling = "mean"
+    head.thresholds = {k: float(v) for k, v in (thresholds or {}).items()}
+    head.detection = dict(detection or {})
+    head.name = name
+    head.extra = dict(extra or {})
+
+
+def check_standardisation(mean: NDArray[np.float32], std: NDArray[np.float32], size: int,
+                          where: str) -> None:
+    """ValueError unless ``mean`` and ``std`` are finite ``[size]`` vectors with ``std > 0``."""
+    if mean.shape != (size,) or std.shape != (size,):
+        raise ValueError(f"{where}: standardisation vectors are {mean.shape} and "
+                         f"{std.shape}, expected ({size},)")
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ValueError(f"{where}: standardisation must be finite with std > 0")

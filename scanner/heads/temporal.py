@@ -37,7 +37,9 @@ from scanner.heads.mlp import (
     DETECTION_HEAD_KEYS,
     HEAD_JSON,
     WEIGHTS_FILE,
+    check_standardisation,
     detection_metadata,
+    init_detection_head,
     read_head_folder,
     softmax,
 )
@@ -94,26 +96,13 @@ class TemporalHead(Head):
                  features: Features = "embeddings", thresholds: dict[str, float] | None = None,
                  detection: dict[str, Any] | None = None, name: str = "temporal",
                  extra: dict[str, Any] | None = None) -> None:
-        if len(set(classes)) != len(classes) or len(classes) < 2:
-            raise ValueError(f"a head needs at least two distinct class names, got {list(classes)}")
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature}")
-        self.classes = tuple(classes)
-        self.backbone_config = dict(backbone_config)
-        self.backbone = str(backbone_config["name"])
+        init_detection_head(self, classes=classes, backbone_config=backbone_config, mean=mean,
+                            std=std, temperature=temperature, features=features,
+                            thresholds=thresholds, detection=detection, name=name, extra=extra)
         self.proj = (np.asarray(proj[0], np.float32), np.asarray(proj[1], np.float32))
         self.blocks = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in blocks]
         self.dilations = tuple(int(d) for d in dilations)
         self.out = (np.asarray(out[0], np.float32), np.asarray(out[1], np.float32))
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.asarray(std, np.float32)
-        self.temperature = float(temperature)
-        self.features = features
-        self.pooling = "mean"
-        self.thresholds = {k: float(v) for k, v in (thresholds or {}).items()}
-        self.detection = dict(detection or {})
-        self.name = name
-        self.extra = dict(extra or {})
         self._check()
 
     def _check(self) -> None:
@@ -139,12 +128,7 @@ class TemporalHead(Head):
             raise ValueError(f"{where}: output layer {ow.shape} for {len(self.classes)} classes "
                              f"and {hidden} hidden units")
         _finite(where, w, b, ow, ob)
-        if self.mean.shape != (dim,) or self.std.shape != (dim,):
-            raise ValueError(f"{where}: standardisation vectors are {self.mean.shape} and "
-                             f"{self.std.shape}, expected ({dim},)")
-        if not (np.isfinite(self.mean).all() and np.isfinite(self.std).all()
-                and (self.std > 0).all()):
-            raise ValueError(f"{where}: standardisation must be finite with std > 0")
+        check_standardisation(self.mean, self.std, dim, where)
 
     @property
     def input_dim(self) -> int:
