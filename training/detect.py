@@ -58,7 +58,14 @@ from training.metrics import evaluate
 from training.patches import PatchCache, Patches, clip_patches, decode_clip
 from training.scene_sets import EmbeddedScene, SceneSpec, benchmark_set, scene_set
 from training.split import assign_groups, check_disjoint, split_summary
-from training.temporal import LabelledSequence, TemporalFit, select_sequence_positives
+from training.temporal import (
+    LabelledSequence,
+    TemporalFit,
+    clip_sequence,
+    fit_temporal,
+    scene_sequence,
+    select_sequence_positives,
+)
 from training.windows import IGNORE, WindowSet, clip_windows, features_of, select_bag_positives, windows_of
 
 log = logging.getLogger(__name__)
@@ -315,8 +322,6 @@ def _fit_temporal_head(config: DetectConfig, prep: Prepared
                        ) -> tuple[TemporalHead, dict[str, Any], dict[str, Any]]:
     """The temporal head: fit on whole sequences (clips, weak bags, scenes), hard negatives
     and weak-bag windows from a first fit, then temperature calibration."""
-    from training.temporal import clip_sequence, fit_temporal, scene_sequence
-
     classes, y, rows = prep.classes, prep.y, prep.rows
     bg = classes.index(BACKGROUND)
     weak = prep.weak if config.mil else []

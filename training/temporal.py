@@ -59,7 +59,7 @@ def window_labels_to_patches(patches: Patches, window_y: NDArray[np.int64]) -> N
 
 def scene_sequence(patches: Patches, window_y: NDArray[np.int64]) -> LabelledSequence:
     return LabelledSequence(patches.embeddings, window_labels_to_patches(patches, window_y),
-                     patches.energy_db)
+                            patches.energy_db)
 
 
 def clip_sequence(patches: Patches, label: int, *, background: int, weak: bool = False,
