@@ -43,7 +43,9 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
     return {"mean_event_f1": round(m["mean_event_f1"], 3),
             "mean_file_flag_f1": round(m["mean_file_flag_f1"], 3),
             "false_alarms_per_hour": round(m["false_alarms_per_hour"], 2),
-            **{f"event_f1_{c}": round(v["event_f1"], 3) for c, v in m["per_class"].items()}}
+            **{f"event_f1_{c}": round(v["event_f1"], 3) for c, v in m["per_class"].items()},
+            "found_by_snr": {c: {b["snr_db"]: f"{b['found']}/{b['events']}"
+                                 for b in v["found_by_snr"]} for c, v in m["per_class"].items()}}
 
 
 def member_weights(spec: str) -> tuple[list[str], list[float]]:

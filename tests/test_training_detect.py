@@ -75,6 +75,12 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
                     "Edge threshold of **screaming**"):
         assert section in report
     assert "published method" not in report
+    # every test soundscape event carries its mixing SNR; the report counts them by band
+    test_sc = metrics["soundscapes"]["test"]["per_class"]
+    for c, v in test_sc.items():
+        assert sum(b["events"] for b in v["found_by_snr"]) == v["reference_events"] > 0
+        for b in v["found_by_snr"]:
+            assert f"| {c} | {b['snr_db']} | {b['events']} | {b['found']} |" in report
     assert (out / "reliability.png").is_file() and (out / "threshold_sweep.png").is_file()
     with (out / "split.csv").open() as f:
         rows = list(csv.DictReader(f))

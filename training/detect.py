@@ -93,7 +93,8 @@ def _scene_windows(scenes: list[EmbeddedScene], scales: tuple[int, ...], offset:
 
 
 def _reference(scene: EmbeddedScene) -> list[dict[str, Any]]:
-    return [{"label": e.label, "start_s": e.onset_s, "end_s": e.offset_s} for e in scene.events]
+    return [{"label": e.label, "start_s": e.onset_s, "end_s": e.offset_s, "snr_db": e.snr_db}
+            for e in scene.events]
 
 
 def _fit(config: DetectConfig, train: WindowSet, val: WindowSet, n_classes: int,

@@ -80,6 +80,23 @@ def _sound_rows(m: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _snr_rows(m: dict[str, Any]) -> list[list[Any]]:
+    return [[c, b["snr_db"], b["events"], b["found"], b["recall"]]
+            for c, v in m["per_class"].items() for b in v.get("found_by_snr", [])]
+
+
+def _snr_text(m: dict[str, Any]) -> list[str]:
+    """The test soundscapes' events found, by mixing SNR (none when the events carry none)."""
+    rows = _snr_rows(m)
+    if not rows:
+        return []
+    return ["By SNR (the event's level over the bed under it): how many reference events "
+            "an event of the class overlaps at all, boundaries not judged. A class whose "
+            "events are found but not matched loses on boundaries; one whose events are not "
+            "found loses on the head or its thresholds.", "",
+            *_table(["class", "SNR", "reference events", "found", "found share"], rows), ""]
+
+
 _SOUND_HEADER = ["class", "event F1", "precision", "recall", "segment F1 (1 s)", "file-flag F1",
                  "false alarms / h", "reference events", "detected events"]
 
@@ -135,6 +152,7 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
         *_table(["threshold", *metrics["thresholds"]],
                 [["chosen", *metrics["thresholds"].values()]]), "",
         *_table(_SOUND_HEADER, _sound_rows(test)), "",
+        *_snr_text(test),
         "With every threshold at 0.5 and a 1 s minimum event (the scan's old defaults):", "",
         *_table(_SOUND_HEADER, _sound_rows(sc["test_default_thresholds"])), "",
         "## Validation soundscapes (where the thresholds were chosen)", "",

@@ -4,7 +4,10 @@ Per class: event-based F1, precision and recall (onset collar 1 s, offset collar
 of 1 s and 20 % of the reference event's length), segment-based F1 at 1 s, file-flag F1
 (does the file hold the class), and false-alarm events per hour of audio with no reference
 event (an estimated event that touches no reference event of any class, per hour of the
-time no reference event covers).
+time no reference event covers). Where reference events carry ``snr_db`` (the soundscape
+generator's mixing level), each class also gets ``found_by_snr``: per SNR band, how many
+reference events an estimated event of the class overlaps at all (boundaries not judged),
+which separates events the head never flags from events it flags with loose boundaries.
 """
 
 from __future__ import annotations
@@ -19,6 +22,41 @@ EventList = Sequence[Mapping[str, Any]]
 T_COLLAR_S = 1.0
 OFFSET_FRACTION = 0.2
 SEGMENT_S = 1.0
+SNR_BANDS_DB = (5.0, 10.0)
+"""Edges of the SNR bands of ``found_by_snr``: below 5 dB, 5 to 10 dB, 10 dB and above."""
+
+
+def _overlaps(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return float(a["start_s"]) < float(b["end_s"]) and float(b["start_s"]) < float(a["end_s"])
+
+
+def snr_band(snr_db: float, edges: Sequence[float] = SNR_BANDS_DB) -> str:
+    """The band's name for one SNR: ``< 5 dB``, ``5-10 dB``, ``>= 10 dB`` for the default edges."""
+    lo = None
+    for edge in edges:
+        if snr_db < edge:
+            return f"< {edge:g} dB" if lo is None else f"{lo:g}-{edge:g} dB"
+        lo = edge
+    return f">= {lo:g} dB"
+
+
+def found_by_snr(reference: Mapping[str, EventList], estimated: Mapping[str, EventList],
+                 label: str, edges: Sequence[float] = SNR_BANDS_DB) -> list[dict[str, Any]]:
+    """Per SNR band (low to high), ``label``'s reference events and how many of them an
+    estimated event of ``label`` overlaps; empty when no reference event of it has ``snr_db``.
+    """
+    names = [snr_band(x, edges) for x in [float("-inf"), *edges]]
+    counts = {n: [0, 0] for n in names}
+    for f, refs in reference.items():
+        mine = [e for e in estimated.get(f, []) if e["label"] == label]
+        for r in refs:
+            if r["label"] != label or r.get("snr_db") is None:
+                continue
+            band = counts[snr_band(float(r["snr_db"]), edges)]
+            band[0] += 1
+            band[1] += any(_overlaps(r, e) for e in mine)
+    return [{"snr_db": n, "events": k, "found": hit, "recall": hit / k}
+            for n, (k, hit) in counts.items() if k]
 
 
 def _container(by_file: Mapping[str, EventList]):
@@ -77,9 +115,7 @@ def detection_metrics(reference: Mapping[str, EventList], estimated: Mapping[str
         for f in files:
             refs = reference.get(f, [])
             for e in estimated.get(f, []):
-                if e["label"] == c and not any(float(e["start_s"]) < float(r["end_s"]) and
-                                               float(r["start_s"]) < float(e["end_s"])
-                                               for r in refs):
+                if e["label"] == c and not any(_overlaps(e, r) for r in refs):
                     fa += 1
         truth = [any(e["label"] == c for e in reference.get(f, [])) for f in files]
         flag = [any(e["label"] == c for e in estimated.get(f, [])) for f in files]
@@ -96,6 +132,7 @@ def detection_metrics(reference: Mapping[str, EventList], estimated: Mapping[str
             "file_flag": _f1(tp, fp, fn),
             "false_alarms": fa,
             "false_alarms_per_hour": fa / free_h if free_h > 0 else 0.0,
+            "found_by_snr": found_by_snr({f: reference.get(f, []) for f in files}, estimated, c),
         }
     out["per_class"] = _nan_to_zero(out["per_class"])
     pcs = out["per_class"].values()
