@@ -105,6 +105,7 @@ def detection_metrics(reference: Mapping[str, EventList], estimated: Mapping[str
     seg_cls = seg.results_class_wise_metrics()
     out: dict[str, Any] = {"per_class": {}, "files": len(files),
                            "hours": sum(durations_s.values()) / 3600}
+    scored = {f: reference.get(f, []) for f in files}
     free_h = 0.0
     for f in files:
         covered = sum(float(e["end_s"]) - float(e["start_s"]) for e in reference.get(f, []))
@@ -132,7 +133,7 @@ def detection_metrics(reference: Mapping[str, EventList], estimated: Mapping[str
             "file_flag": _f1(tp, fp, fn),
             "false_alarms": fa,
             "false_alarms_per_hour": fa / free_h if free_h > 0 else 0.0,
-            "found_by_snr": found_by_snr({f: reference.get(f, []) for f in files}, estimated, c),
+            "found_by_snr": found_by_snr(scored, estimated, c),
         }
     out["per_class"] = _nan_to_zero(out["per_class"])
     pcs = out["per_class"].values()
