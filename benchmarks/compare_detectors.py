@@ -48,6 +48,86 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
                                  for b in v["found_by_snr"]} for c, v in m["per_class"].items()}}
 
 
+SETTING_KEYS = ("min_event_s", "smooth_windows", "max_gap_s", "class_min_event_s",
+                "edge_thresholds", "min_event_fraction")
+
+
+def own_settings(spec: str, names: list[str], load_head: Any
+                 ) -> tuple[dict[str, float], dict[str, Any]]:
+    """A single head's stored thresholds and event settings (``--own-settings``)."""
+    head = load_head(names[0])
+    thresholds, stored = head.detection_thresholds(), head.detection_settings()
+    if not thresholds:
+        raise SystemExit(f"{spec}: the head stores no thresholds; leave out --own-settings")
+    return dict(thresholds), {k: stored[k] for k in SETTING_KEYS if k in stored}
+
+
+class _FalseAlarmTracer:
+    """The benchmark's false alarms, each put down to the bed clip under it
+    (:mod:`training.false_alarms`); beds are mixed again once per split, not embedded."""
+
+    def __init__(self, args: argparse.Namespace, manifest: list, where: dict[str, str],
+                 config: Any, classes: tuple[str, ...], scenes: dict[str, list]) -> None:
+        from training.detect import BACKGROUND
+        from training.scene_sets import benchmark_beds
+
+        self.args, self.classes, self.background = args, classes, BACKGROUND
+        self.scenes = {s.name: s for split in scenes.values() for s in split}
+        self.beds: dict[str, list[dict[str, Any]]] = {}
+        for split, hours, seeds in (("val", args.val_hours, args.val_seeds),
+                                    ("test", args.test_hours, args.test_seeds)):
+            clips = [c for c in manifest if where.get(c.group) == split]
+            for seed in (int(x) for x in seeds.split(",")):
+                beds = benchmark_beds(split, clips, hours=hours, minutes=config.eval_minutes,
+                                      seed=seed, classes=classes, background_class=BACKGROUND)
+                self.beds.update({f"seed{seed}_{k}": b for k, b in beds.items()})
+        self.layer, self.names = self._audioset_layer(config.model)
+        self._scores: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def _audioset_layer(model: str | None) -> tuple[Any, list[str] | None]:
+        """YAMNet's AudioSet classifier and class names, when the model is a .tflite file."""
+        import csv
+
+        from scanner.backbones.sources import model_dir
+        from training.audioset_member import classifier_layer
+
+        folder = model_dir()
+        path = Path(model) if model else (folder / "yamnet" / "yamnet.tflite" if folder else None)
+        names_csv = path.with_name("yamnet_class_map.csv") if path else None
+        if path is None or path.suffix != ".tflite" or not names_csv or not names_csv.is_file():
+            log.info("no YAMNet .tflite with its class map: false alarms get no AudioSet classes")
+            return None, None
+        with names_csv.open(newline="") as f:
+            names = [row["display_name"] for row in csv.DictReader(f)]
+        return classifier_layer(path), names
+
+    def _audioset(self, name: str, start_s: float, end_s: float) -> np.ndarray:
+        scene = self.scenes[name]
+        if name not in self._scores:
+            w, b = self.layer
+            z = scene.patches.embeddings.astype(np.float32) @ w.T + b
+            self._scores[name] = 0.5 * (1.0 + np.tanh(0.5 * z))
+        p = scene.patches
+        centres = p.starts_s + p.window_s / 2
+        inside = (centres >= start_s) & (centres < end_s)
+        return self._scores[name][inside if inside.any() else
+                                  [int(np.argmin(np.abs(centres - (start_s + end_s) / 2)))]].mean(0)
+
+    def sources(self, split: str, files: list, seg: Any) -> dict[str, list[dict[str, Any]]]:
+        from training.detect_eval import detect
+        from training.false_alarms import false_alarm_sources, sources_table
+
+        events = detect(files, self.classes, seg)
+        out = {c: false_alarm_sources(files, events, self.beds, c,
+                                      audioset=self._audioset if self.layer else None,
+                                      score_names=self.names)
+               for c in self.classes if c != self.background}
+        log.info("%s false alarms by the background clip under them:\n%s", split,
+                 "\n".join(sources_table(out, self.args.false_alarms)))
+        return out
+
+
 def member_weights(spec: str) -> tuple[list[str], list[float]]:
     """``A@2+B@1`` -> (["A", "B"], [2.0, 1.0]); a member without ``@`` weighs 1."""
     names, weights = [], []
@@ -81,9 +161,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache-dir", help="patch and scene cache (default: the user cache)")
     ap.add_argument("--model", help="YAMNet file (default: from SCANNER_MODEL_DIR)")
     ap.add_argument("--out", type=Path, help="append one JSON line per head here")
+    ap.add_argument("--min-event-fraction", type=float, default=1.0,
+                    help="in a short recording, the minimum event length is at most this "
+                         "fraction of it (the held-out clips; the soundscapes are too long to "
+                         "notice); saved with --save")
+    ap.add_argument("--own-settings", action="store_true",
+                    help="use each head's stored thresholds and event settings (a head that has "
+                         "them, such as the built-in detector) instead of choosing them on "
+                         "validation")
+    ap.add_argument("--false-alarms", type=int, default=0, metavar="N",
+                    help="trace each split's false alarms to the background clip under them "
+                         "(and the AudioSet classes YAMNet hears there); rows get every clip, "
+                         "the log the N with most per class")
     args = ap.parse_args(argv)
     if args.save is not None and (args.heads.count(",") or "+" not in args.heads):
         ap.error("--save takes exactly one averaged spec in --heads (A+B...)")
+    if not 0 < args.min_event_fraction <= 1:
+        ap.error("--min-event-fraction must be in (0, 1]")
+    if args.own_settings and (args.save is not None or "+" in args.heads):
+        ap.error("--own-settings takes single heads, not averaged specs or --save")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from scanner.backbones import load_backbone
@@ -94,13 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     from training.detect_eval import (
         ScoredFile,
         choose_detection,
-        detect,
+        clip_macro_f1,
         evaluate_files,
-        file_verdict,
         score_file,
         segment_config,
     )
-    from training.metrics import evaluate
     from training.patches import PatchCache
     from training.scene_sets import benchmark_set
     from training.soundscapes import load_manifest
@@ -127,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
 
     val = soundscapes("val", args.val_hours, args.val_seeds)
     test = soundscapes("test", args.test_hours, args.test_seeds)
+    tracer = _FalseAlarmTracer(args, manifest, where, config, classes, {"val": val, "test": test}) \
+        if args.false_alarms > 0 else None
     log.info("validation: %d recordings, %d events; test: %d recordings, %d events", len(val),
              sum(len(s.events) for s in val), len(test), sum(len(s.events) for s in test))
 
@@ -144,11 +240,8 @@ def main(argv: list[str] | None = None) -> None:
                                          ).astype(np.float32))
                 for files in zip(*parts, strict=True)]
 
-    def clip_macro_f1(files: list[ScoredFile], rows: list[int], seg) -> float:
-        events = detect(files, classes, seg)
-        verdict = [classes.index(file_verdict(events[str(i)], BACKGROUND)) for i in rows]
-        onehot = np.eye(len(classes), dtype=np.float32)[verdict]
-        return round(evaluate(prep.y[rows], onehot, classes, curves=False)["macro_f1"], 3)
+    def clip_f1(files: list[ScoredFile], rows: list[int], seg) -> float:
+        return round(clip_macro_f1(files, prep.y[rows].tolist(), classes, seg), 3)
 
     cache_scores: dict[str, tuple] = {}
 
@@ -187,17 +280,25 @@ def main(argv: list[str] | None = None) -> None:
             v, te = mean([p[0] for p in parts], weights), mean([p[1] for p in parts], weights)
             co = (mean([p[2][0] for p in parts], weights), co[1])
             cb = (mean([p[3][0] for p in parts], weights), cb[1])
-        thresholds, settings, _ = choose_detection(v, classes, background=BACKGROUND,
-                                                   fa_budget_per_hour=args.fa_budget)
+        if args.own_settings:
+            thresholds, settings = own_settings(spec, names, load_head)
+        else:
+            thresholds, settings, _ = choose_detection(v, classes, background=BACKGROUND,
+                                                       fa_budget_per_hour=args.fa_budget)
+            if args.min_event_fraction != 1.0:
+                settings["min_event_fraction"] = args.min_event_fraction
         seg = segment_config(thresholds, **settings)
         row = {"head": spec, "thresholds": thresholds, **settings,
                "val": _brief(evaluate_files(v, classes, seg)),
                "test": _brief(evaluate_files(te, classes, seg)),
-               "test_clips_macro_f1": clip_macro_f1(*co, seg),
-               "test_clips_macro_f1_bandlimited": clip_macro_f1(*cb, seg),
+               "test_clips_macro_f1": clip_f1(*co, seg),
+               "test_clips_macro_f1_bandlimited": clip_f1(*cb, seg),
                "val_recordings": len(val), "test_recordings": len(test),
-               "trained_on_benchmark_clips": leaks(names),
-               "seconds": round(time.monotonic() - t0)}
+               "trained_on_benchmark_clips": leaks(names)}
+        if tracer is not None:
+            row["false_alarm_sources"] = {split: tracer.sources(split, files, seg)
+                                          for split, files in (("val", v), ("test", te))}
+        row["seconds"] = round(time.monotonic() - t0)
         log.info("%s", json.dumps(row))
         if args.save is not None:
             from scanner.heads.ensemble import write_ensemble

@@ -212,3 +212,28 @@ def test_a_heads_edge_thresholds_then_the_users_then_sensitivity(tone_head, tmp_
         (head / "head.json").write_text(json.dumps(meta))
         with pytest.raises(ConfigError, match="numbers"):
             resolve_detection(load_classifier(fake_scan_config(head)))
+
+
+def test_a_heads_minimum_event_fraction_reaches_the_scan_and_its_fingerprint(tone_head, tmp_path):
+    import json
+    import shutil
+
+    from scanner.classify import load_classifier
+    from scanner.output.schema import _detection_key
+
+    head = tmp_path / "fraction"
+    shutil.copytree(tone_head, head)
+    meta = json.loads((head / "head.json").read_text())
+    meta["detection"] = {"min_event_s": 2.0, "min_event_fraction": 0.25}
+    (head / "head.json").write_text(json.dumps(meta))
+    own = resolve_detection(load_classifier(fake_scan_config(head)))
+    assert own.min_event_fraction == 0.25
+    assert _detection_key(own)["min_event_fraction"] == 0.25
+    # the default (1, the rule before the setting) stays out of the fingerprint, so tables
+    # written before it resume
+    assert "min_event_fraction" not in _detection_key(resolve_detection(
+        load_classifier(fake_scan_config(tone_head))))
+    meta["detection"]["min_event_fraction"] = 0
+    (head / "head.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="min_event_fraction"):
+        resolve_detection(load_classifier(fake_scan_config(head)))

@@ -112,7 +112,9 @@ def test_builtin_default_is_the_detection_head_and_clip_linear_the_former_defaul
     assert set(detector.detection_thresholds()) == {"cry", "screaming"}
     assert all(0 < t < 1 for t in detector.detection_thresholds().values())
     assert set(detector.detection_settings()) - {"class_min_event_s"} == {
-        "window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s", "edge_thresholds"}
+        "window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s", "edge_thresholds",
+        "min_event_fraction"}
+    assert 0 < detector.detection_settings()["min_event_fraction"] < 1
     edges = detector.detection_settings()["edge_thresholds"]
     assert set(edges) == {"cry", "screaming"}
     assert all(0 < edges[c] < t for c, t in detector.detection_thresholds().items())

@@ -53,7 +53,8 @@ def _grid(n: int, window_s: float = 0.96, hop_s: float = 0.48):
 @pytest.mark.parametrize("kwargs", [
     {"window_s": 0}, {"window_s": float("nan")}, {"hop_s": 0}, {"window_s": 1.0, "hop_s": 2.0},
     {"smooth_windows": 0}, {"smooth_windows": 2}, {"min_event_s": -1}, {"max_gap_s": -0.5},
-    {"max_gap_s": float("inf")},
+    {"max_gap_s": float("inf")}, {"min_event_fraction": 0}, {"min_event_fraction": 1.5},
+    {"min_event_fraction": float("nan")},
     {"thresholds": {"screaming": 1.5}}, {"thresholds": {"not_screaming": 0.5}},
 ])
 def test_config_rejects_bad_values(kwargs):
@@ -387,6 +388,27 @@ def test_each_class_may_have_its_own_minimum_event_length():
         SegmentConfig(class_min_event_s={"not_screaming": 1.0})
     with pytest.raises(ConfigError, match="unknown class"):
         SegmentConfig(class_min_event_s={"laughter": 1.0}).check_classes(CLASSES)
+
+
+def test_in_a_short_recording_the_minimum_is_at_most_a_fraction_of_it():
+    # a 1.9 s cry (4 windows' own stretch) in a 7.2 s clip, and the same cry in 60 s
+    def events(n: int, **kw) -> list[dict]:
+        cry = [0.0] * 5 + [0.9] * 4 + [0.0] * (n - 9)
+        starts, ends, dur = _grid(n)
+        cfg = SegmentConfig(smooth_windows=1, min_event_s=2.0, **kw)
+        return segment_probs(starts, ends, _probs([0.0] * n, cry), CLASSES, dur, cfg).events
+
+    assert events(14) == []  # 7.2 s: the 2 s minimum drops it
+    (kept,) = events(14, min_event_fraction=0.25)  # the minimum is 1.8 s here
+    assert kept["label"] == "cry" and kept["end_s"] - kept["start_s"] == pytest.approx(1.92)
+    assert events(124, min_event_fraction=0.25) == []  # 60 s: the 2 s minimum holds
+    # the default (1) keeps the earlier rule: shorter than the minimum, one event end to end
+    starts, ends, dur = _grid(3)
+    whole = segment_probs(starts, ends, _probs([0.9] * 3), CLASSES, dur,
+                          SegmentConfig(smooth_windows=1, min_event_s=5.0)).events
+    assert [(e["start_s"], e["end_s"]) for e in whole] == [(0.0, pytest.approx(dur))]
+    cfg = SegmentConfig(min_event_fraction=0.25)
+    assert SegmentConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_an_edge_threshold_extends_a_kept_event_over_its_fading_edges():

@@ -63,16 +63,24 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
     head = load_head(out, backbone="fake")
     assert isinstance(head, ContextHead) and head.scales == (3, 7, 21)
     assert set(head.detection_thresholds()) == {"cry", "screaming"}
-    assert set(head.detection_settings()) - {"class_min_event_s", "edge_thresholds"} == {
+    settings = head.detection_settings()
+    assert set(settings) - {"class_min_event_s", "edge_thresholds", "min_event_fraction"} == {
         "window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s"}
     metrics = json.loads((out / "metrics.json").read_text())
+    # the minimum event fraction is the best on the validation clips, and the head keeps it
+    fraction = metrics["min_event_fraction"]
+    f1 = fraction["val_clips_macro_f1"]
+    assert set(f1) == {"1", "0.5", "0.25", "0.15"}
+    assert f1[f"{fraction['chosen']:g}"] == max(f1.values())
+    assert settings.get("min_event_fraction", 1.0) == fraction["chosen"]
     assert metrics["clips"]["test_events"]["macro_f1"] >= 0.8
     assert metrics["calibration"]["temperature"] > 0
     assert metrics["recipe"]["weak_bags"] == 6
     report = (out / "report.md").read_text()
     for section in ("## Test soundscapes", "### Threshold sweep", "## Calibration",
                     "band-limited", "false alarms", "Edge threshold of **cry**",
-                    "Edge threshold of **screaming**"):
+                    "Edge threshold of **screaming**",
+                    f"at most {fraction['chosen']:g} of its length"):
         assert section in report
     assert "published method" not in report
     # every test soundscape event carries its mixing SNR; the report counts them by band

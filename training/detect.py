@@ -47,6 +47,7 @@ from training.detect_config import DetectConfig
 from training.detect_eval import (
     ScoredFile,
     choose_detection,
+    choose_min_event_fraction,
     detect,
     evaluate_files,
     file_verdict,
@@ -411,12 +412,18 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[Head, dict[str, 
     thresholds, settings, sweep = choose_detection(val_files, classes, background=BACKGROUND,
                                                    fa_budget_per_hour=config.fa_budget_per_hour)
     seg = segment_config(thresholds, **settings)
+    val_clips, val_y = _clip_files(head, patches, rows["val"], y)
+    fraction, fraction_f1 = choose_min_event_fraction(val_clips, val_y, classes, seg)
+    seg = replace(seg, min_event_fraction=fraction)
+    log.info("minimum event fraction %g (validation clips macro-F1 by fraction: %s)", fraction,
+             fraction_f1)
     detection = {"window_s": seg.window_s, "hop_s": seg.hop_s,
                  "smooth_windows": seg.smooth_windows, "min_event_s": seg.min_event_s,
                  "max_gap_s": seg.max_gap_s,
                  **({"class_min_event_s": dict(seg.class_min_event_s)}
                     if seg.class_min_event_s else {}),
-                 **({"edge_thresholds": dict(seg.edge_thresholds)} if seg.edge_thresholds else {})}
+                 **({"edge_thresholds": dict(seg.edge_thresholds)} if seg.edge_thresholds else {}),
+                 **({"min_event_fraction": fraction} if fraction != 1.0 else {})}
     head.thresholds, head.detection = thresholds, detection
 
     soundscapes = {"val": evaluate_files(val_files, classes, seg),
@@ -430,6 +437,7 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[Head, dict[str, 
     metrics = {
         "classes": list(classes), "thresholds": thresholds, "detection": detection,
         "recipe": recipe, "calibration": calib, "sweep": sweep, "soundscapes": soundscapes,
+        "min_event_fraction": {"chosen": fraction, "val_clips_macro_f1": fraction_f1},
         "clips": clip_sets,
         "split": split_summary(labels, groups, [str(s) for s in splits], classes),
         "data": {"files": len(items), "groups": len(set(groups)), "per_label": prep.dataset.counts(),
@@ -453,6 +461,18 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
             "per_class": {c: {"event_f1": v["event_f1"], "file_flag_f1": v["file_flag"]["f1"],
                               "false_alarms_per_hour": v["false_alarms_per_hour"]}
                           for c, v in m["per_class"].items()}}
+
+
+def _clip_files(head: Head, patches: dict[str, list[Patches | None]], rows: NDArray[np.int64],
+                y: NDArray[np.int64]) -> tuple[list[ScoredFile], list[int]]:
+    """One split's clips in both views (as recorded, band-limited), scored like a scan."""
+    files, labels = [], []
+    for view in VIEWS:
+        for i in rows:
+            if patches[view][i] is not None:
+                files.append(score_file(head, f"{view}:{i}", patches[view][i], 1e9, []))
+                labels.append(int(y[i]))
+    return files, labels
 
 
 def _clip_metrics(head: Head, items: list[LabelledFile],

@@ -101,6 +101,16 @@ _SOUND_HEADER = ["class", "event F1", "precision", "recall", "segment F1 (1 s)",
                  "false alarms / h", "reference events", "detected events"]
 
 
+def _fraction_text(metrics: dict[str, Any]) -> str:
+    """The minimum event fraction and the validation clips' figures it was chosen on."""
+    chosen = metrics.get("min_event_fraction")
+    if not chosen:
+        return ""
+    figures = ", ".join(f"{k}: {v:.3f}" for k, v in chosen["val_clips_macro_f1"].items())
+    return (f" (in a short recording, at most {chosen['chosen']:g} of its length: chosen on the "
+            f"validation clips, macro-F1 by fraction {figures})")
+
+
 def _recipes_text(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
@@ -145,7 +155,7 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
         f"Thresholds and detection settings chosen on validation soundscapes (below). "
         f"Windows {det['window_s']} s at {det['hop_s']} s, smoothed over "
         f"{det['smooth_windows']}, gaps up to {det.get('max_gap_s', 0.0)} s bridged, events "
-        f"shorter than {det['min_event_s']} s dropped. Event "
+        f"shorter than {det['min_event_s']} s dropped{_fraction_text(metrics)}. Event "
         f"F1: onset collar 1 s, offset collar max(1 s, 20 % of the event), via sed_eval. A "
         f"false alarm is a detected event that touches no reference event, per hour of audio "
         f"no reference event covers ({test['background_hours']:.2f} h here).", "",

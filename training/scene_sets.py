@@ -14,10 +14,10 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +26,9 @@ from scanner.backbones.base import Backbone
 from training.patches import PatchCache, Patches, embed_waveforms
 from training.scenes import MIN_OVERLAP, Event, channel_choices, make_scene, window_labels
 from training.windows import windows_of
+
+if TYPE_CHECKING:
+    from training.soundscapes import Soundscape, SoundscapeConfig
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +159,31 @@ def labels_from_events(events: Sequence[Event], starts_s: NDArray[np.float64],
     return out
 
 
+def _benchmark_recordings(split: str, clips: Sequence[Any], *, hours: float,
+                          minutes: tuple[float, float], seed: int, classes: Sequence[str],
+                          background_class: str
+                          ) -> tuple[SoundscapeConfig, int, Callable[[], Iterator[Soundscape]]]:
+    """The benchmark generator's config, recording count and a function yielding them."""
+    from training.soundscapes import SoundscapeConfig, generate, recordings_for_hours
+
+    config = SoundscapeConfig(minutes=minutes, background=background_class)
+    n = recordings_for_hours(hours, config)
+    targets = tuple(c for c in classes if c != background_class)
+    return config, n, lambda: generate(clips, n, config, seed=seed, classes=targets, prefix=split)
+
+
+def benchmark_beds(split: str, clips: Sequence[Any], *, hours: float,
+                   minutes: tuple[float, float], seed: int, classes: Sequence[str],
+                   background_class: str) -> dict[str, list[dict[str, Any]]]:
+    """By recording name, the bed clips (``Soundscape.bed_details``) of the recordings
+    :func:`benchmark_set` makes with the same arguments: mixed again, not embedded, so a
+    cached set's false alarms can be traced to the clips under them."""
+    _, _, recordings = _benchmark_recordings(split, clips, hours=hours, minutes=minutes,
+                                             seed=seed, classes=classes,
+                                             background_class=background_class)
+    return {s.name: [dict(b) for b in s.bed_details] for s in recordings()}
+
+
 def benchmark_set(split: str, clips: Sequence[Any], *, hours: float, minutes: tuple[float, float],
                   seed: int, digests: Sequence[str], classes: Sequence[str],
                   background_class: str, backbone: Backbone, cache: PatchCache,
@@ -168,10 +196,9 @@ def benchmark_set(split: str, clips: Sequence[Any], *, hours: float, minutes: tu
     """
     from tqdm.auto import tqdm
 
-    from training.soundscapes import SoundscapeConfig, generate, recordings_for_hours
-
-    config = SoundscapeConfig(minutes=minutes, background=background_class)
-    n = recordings_for_hours(hours, config)
+    config, n, recordings = _benchmark_recordings(split, clips, hours=hours, minutes=minutes,
+                                                  seed=seed, classes=classes,
+                                                  background_class=background_class)
     blob = json.dumps({"generator": "training.soundscapes", "config": config.to_dict(), "n": n,
                        "seed": seed, "split": split, "clips": list(digests),
                        "order": [str(getattr(c, "file", "")) for c in clips], "version": 2},
@@ -183,10 +210,9 @@ def benchmark_set(split: str, clips: Sequence[Any], *, hours: float, minutes: tu
               for name in names]
     if all(c is not None for c in cached):
         return [c for c in cached if c is not None]
-    targets = tuple(c for c in classes if c != background_class)
     out = []
-    for scape in tqdm(generate(clips, n, config, seed=seed, classes=targets, prefix=split),
-                      total=n, desc=f"soundscapes {split}", disable=not progress, leave=False):
+    for scape in tqdm(recordings(), total=n, desc=f"soundscapes {split}", disable=not progress,
+                      leave=False):
         events = [Event(label, on, off, float(d["snr_db"]))
                   for (label, on, off), d in zip(scape.events, scape.event_details, strict=True)]
         patches = embed_waveforms(backbone, [scape.waveform])[0]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from scanner.classify import Classifier
 
 DETECTION_KEYS = ("window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s",
-                  "class_min_event_s", "edge_thresholds")
+                  "class_min_event_s", "edge_thresholds", "min_event_fraction")
 """Settings a head's ``detection`` block or the user may set."""
 
 

@@ -78,6 +78,12 @@ class SegmentConfig:
             threshold and the minimum length grow, so it adds no event. Cries fade in and
             out: on the project's soundscapes, events cut at the threshold ended a median
             2.5 s before the cry did.
+        min_event_fraction: In a short recording, the minimum event length is at most this
+            fraction of the recording. 1 (the default) only lets a recording shorter than
+            the minimum be one event end to end. A minimum made for hours of background asks
+            a lot of a 7 s clip, where there is little background to make a spurious event:
+            at 0.25 a 7.2 s clip needs 1.8 s of cry rather than 2 s. Recordings longer than
+            ``min_event / min_event_fraction`` are not affected.
     """
 
     window_s: float = 1.44
@@ -89,6 +95,7 @@ class SegmentConfig:
     background: str = DEFAULT_BACKGROUND
     class_min_event_s: dict[str, float] = field(default_factory=dict)
     edge_thresholds: dict[str, float] = field(default_factory=dict)
+    min_event_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.window_s) and self.window_s > 0):
@@ -101,6 +108,9 @@ class SegmentConfig:
             raise ValueError(f"min_event_s must be >= 0, got {self.min_event_s}")
         if not (math.isfinite(self.max_gap_s) and self.max_gap_s >= 0):
             raise ValueError(f"max_gap_s must be >= 0, got {self.max_gap_s}")
+        if not (isinstance(self.min_event_fraction, (int, float))
+                and 0 < self.min_event_fraction <= 1):
+            raise ValueError(f"min_event_fraction must be in (0, 1], got {self.min_event_fraction!r}")
         for name, value in self.class_min_event_s.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"minimum event length of {name!r} must be >= 0, got {value!r}")
@@ -462,9 +472,11 @@ def segment_probs(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
         return FileSegments([], summarise([], classes, config.background), classes=tuple(classes))
     smoothed = smooth(probs, config.smooth_windows)
     own_start, own_end = window_bounds(starts_s, ends_s, max(duration_s, float(ends_s[-1])))
-    # A recording shorter than the minimum event length can still be one event, end to end.
+    # A recording shorter than the minimum event length can still be one event, end to end;
+    # in a short one the minimum is at most a fraction of it (min_event_fraction).
     length = float(own_end[-1]) - float(own_start[0])
-    min_event_s = {c: min(config.min_event(c), length) for c in classes}
+    min_event_s = {c: min(config.min_event(c), config.min_event_fraction * length)
+                   for c in classes}
     labels = bridge_gaps(window_labels(smoothed, classes, config), own_start, own_end,
                          background=config.background, max_gap_s=config.max_gap_s)
     events, labels = merge_events(labels, own_start, own_end, probs, classes,

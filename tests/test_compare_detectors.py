@@ -1,0 +1,56 @@
+"""benchmarks/compare_detectors.py: the parts that need no benchmark data."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from scanner.heads import load_head
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_detectors.py"
+
+
+@pytest.fixture(scope="module")
+def cd():
+    spec = importlib.util.spec_from_file_location("compare_detectors", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_own_settings_are_the_heads_stored_operating_point(cd) -> None:
+    thresholds, settings = cd.own_settings("detector", ["detector"], load_head)
+    head = load_head("detector")
+    assert thresholds == head.detection_thresholds()
+    stored = head.detection_settings()
+    assert settings == {k: stored[k] for k in cd.SETTING_KEYS if k in stored}
+    assert settings["min_event_s"] > 0 and "window_s" not in settings
+
+
+def test_own_settings_need_a_head_with_thresholds(cd) -> None:
+    class Bare:
+        def detection_thresholds(self):
+            return {}
+
+        def detection_settings(self):
+            return {}
+
+    with pytest.raises(SystemExit, match="stores no thresholds"):
+        cd.own_settings("bare", ["bare"], lambda name: Bare())
+
+
+@pytest.mark.parametrize("argv", [["--heads", "a+b", "--own-settings"],
+                                  ["--heads", "a+b", "--own-settings", "--save", "x"]])
+def test_own_settings_refuse_averaged_specs_and_save(cd, argv, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        cd.main(["data", *argv])
+    assert e.value.code == 2
+    assert "--own-settings takes single heads" in capsys.readouterr().err
+
+
+def test_member_weights(cd) -> None:
+    assert cd.member_weights("a@2+b") == (["a", "b"], [2.0, 1.0])
+    with pytest.raises(SystemExit, match="positive"):
+        cd.member_weights("a@0")
