@@ -19,6 +19,14 @@ and 13 of the validation split) and 10 h of test soundscapes (seeds 0-4 of the t
 Choosing thresholds runs sed_eval a few hundred times: about 15 minutes per head on 2 cores.
 A head fit on clips of the benchmark's validation or test split (``training.leakage``) is
 flagged in the log and in its row (``trained_on_benchmark_clips``).
+
+``--own-settings`` scores single heads at their stored operating point instead (a few
+minutes). ``--false-alarms N`` puts every false alarm down to the background clip under it
+and names what YAMNet's AudioSet classifier hears there (``training.false_alarms``; rows get
+``false_alarm_sources``, the log the N clips with most per class):
+
+    SCANNER_MODEL_DIR=../shared/models python benchmarks/compare_detectors.py \\
+        ../shared/datasets/cry-scream --heads detector --own-settings --false-alarms 8
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ class _FalseAlarmTracer:
     def __init__(self, args: argparse.Namespace, manifest: list, where: dict[str, str],
                  config: Any, classes: tuple[str, ...], scenes: dict[str, list]) -> None:
         from training.detect import BACKGROUND
+        from training.false_alarms import AudioSetScorer
         from training.scene_sets import benchmark_beds
 
         self.args, self.classes, self.background = args, classes, BACKGROUND
@@ -81,48 +90,15 @@ class _FalseAlarmTracer:
                 beds = benchmark_beds(split, clips, hours=hours, minutes=config.eval_minutes,
                                       seed=seed, classes=classes, background_class=BACKGROUND)
                 self.beds.update({f"seed{seed}_{k}": b for k, b in beds.items()})
-        self.layer, self.names = self._audioset_layer(config.model)
-        self._scores: dict[str, np.ndarray] = {}
-
-    @staticmethod
-    def _audioset_layer(model: str | None) -> tuple[Any, list[str] | None]:
-        """YAMNet's AudioSet classifier and class names, when the model is a .tflite file."""
-        import csv
-
-        from scanner.backbones.sources import model_dir
-        from training.audioset_member import classifier_layer
-
-        folder = model_dir()
-        path = Path(model) if model else (folder / "yamnet" / "yamnet.tflite" if folder else None)
-        names_csv = path.with_name("yamnet_class_map.csv") if path else None
-        if path is None or path.suffix != ".tflite" or not names_csv or not names_csv.is_file():
-            log.info("no YAMNet .tflite with its class map: false alarms get no AudioSet classes")
-            return None, None
-        with names_csv.open(newline="") as f:
-            names = [row["display_name"] for row in csv.DictReader(f)]
-        return classifier_layer(path), names
-
-    def _audioset(self, name: str, start_s: float, end_s: float) -> np.ndarray:
-        scene = self.scenes[name]
-        if name not in self._scores:
-            w, b = self.layer
-            z = scene.patches.embeddings.astype(np.float32) @ w.T + b
-            self._scores[name] = 0.5 * (1.0 + np.tanh(0.5 * z))
-        p = scene.patches
-        centres = p.starts_s + p.window_s / 2
-        inside = (centres >= start_s) & (centres < end_s)
-        return self._scores[name][inside if inside.any() else
-                                  [int(np.argmin(np.abs(centres - (start_s + end_s) / 2)))]].mean(0)
+        self.scorer = AudioSetScorer.for_model(
+            config.model, {n: sc.patches for n, sc in self.scenes.items()})
 
     def sources(self, split: str, files: list, seg: Any) -> dict[str, list[dict[str, Any]]]:
         from training.detect_eval import detect
-        from training.false_alarms import false_alarm_sources, sources_table
+        from training.false_alarms import sources_table, trace_sets
 
-        events = detect(files, self.classes, seg)
-        out = {c: false_alarm_sources(files, events, self.beds, c,
-                                      audioset=self._audioset if self.layer else None,
-                                      score_names=self.names)
-               for c in self.classes if c != self.background}
+        out = trace_sets({split: (files, detect(files, self.classes, seg))}, self.beds,
+                         self.classes, self.background, self.scorer)[split]
         log.info("%s false alarms by the background clip under them:\n%s", split,
                  "\n".join(sources_table(out, self.args.false_alarms)))
         return out
@@ -178,8 +154,10 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--save takes exactly one averaged spec in --heads (A+B...)")
     if not 0 < args.min_event_fraction <= 1:
         ap.error("--min-event-fraction must be in (0, 1]")
-    if args.own_settings and (args.save is not None or "+" in args.heads):
-        ap.error("--own-settings takes single heads, not averaged specs or --save")
+    if args.own_settings and (args.save is not None or "+" in args.heads
+                              or args.min_event_fraction != 1.0):
+        ap.error("--own-settings takes single heads, not averaged specs, --save or "
+                 "--min-event-fraction (the head's own settings hold its fraction)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from scanner.backbones import load_backbone

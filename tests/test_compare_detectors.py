@@ -42,12 +42,20 @@ def test_own_settings_need_a_head_with_thresholds(cd) -> None:
 
 
 @pytest.mark.parametrize("argv", [["--heads", "a+b", "--own-settings"],
-                                  ["--heads", "a+b", "--own-settings", "--save", "x"]])
+                                  ["--heads", "a+b", "--own-settings", "--save", "x"],
+                                  ["--heads", "a", "--own-settings", "--min-event-fraction",
+                                   "0.5"]])
 def test_own_settings_refuse_averaged_specs_and_save(cd, argv, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         cd.main(["data", *argv])
     assert e.value.code == 2
     assert "--own-settings takes single heads" in capsys.readouterr().err
+
+
+def test_min_event_fraction_must_be_a_fraction(cd, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cd.main(["data", "--heads", "a", "--min-event-fraction", "0"])
+    assert "--min-event-fraction must be in (0, 1]" in capsys.readouterr().err
 
 
 def test_member_weights(cd) -> None:

@@ -89,6 +89,17 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
         assert sum(b["events"] for b in v["found_by_snr"]) == v["reference_events"] > 0
         for b in v["found_by_snr"]:
             assert f"| {c} | {b['snr_db']} | {b['events']} | {b['found']} |" in report
+    # every false alarm is put down to a clip of its set's beds (the fake backbone: no
+    # AudioSet classes), and the report lists them
+    sources = metrics["false_alarm_sources"]
+    for split in ("val", "test"):
+        for c, v in metrics["soundscapes"][split]["per_class"].items():
+            rows = sources[split][c]
+            assert sum(r["false_alarms"] for r in rows) == v["false_alarms"]
+            assert all(r["clip"].startswith("not_screaming/") and "audioset" not in r
+                       for r in rows)
+            if rows:
+                assert f"| {c} | {rows[0]['clip']} | {rows[0]['false_alarms']} |" in report
     assert (out / "reliability.png").is_file() and (out / "threshold_sweep.png").is_file()
     with (out / "split.csv").open() as f:
         rows = list(csv.DictReader(f))

@@ -87,3 +87,35 @@ def test_beds_are_those_of_the_cached_benchmark_recordings(tmp_path: Path) -> No
         assert all(a["end"] == b["start"] for a, b in zip(bed, bed[1:], strict=False))
         assert {b["clip"] for b in bed} <= background
     assert benchmark_beds("test", clips, **{**kw, "seed": 5}) != beds
+
+
+def test_traced_false_alarms_add_up_to_the_metrics_count(tmp_path: Path) -> None:
+    from training.detect_eval import detect, evaluate_files, segment_config
+    from training.false_alarms import trace_sets
+    from training.windows import windows_of
+
+    clips = load_manifest(write_tiny_dataset(tmp_path / "clips"))
+    backbone = FakeBackbone()
+    kw = dict(hours=0.1, minutes=(1.0, 2.0), seed=4, classes=CLASSES,
+              background_class="not_screaming")
+    scenes = benchmark_set("test", clips, digests=["x"], backbone=backbone,
+                           cache=PatchCache(tmp_path / "cache", backbone), **kw)
+    beds = benchmark_beds("test", clips, **kw)
+    rng = np.random.default_rng(0)
+    files = []
+    for s in scenes:  # a head that fires at random: false alarms all over the beds
+        starts, ends = windows_of(s.patches)
+        p = rng.uniform(0, 1, (len(starts), 3)).astype(np.float32)
+        p /= p.sum(axis=1, keepdims=True)
+        files.append(ScoredFile(s.name, starts, ends, p, s.duration_s,
+                                [{"label": e.label, "start_s": e.onset_s, "end_s": e.offset_s}
+                                 for e in s.events]))
+    seg = segment_config({"cry": 0.4, "screaming": 0.4}, 0.5, smooth_windows=1)
+    events = detect(files, CLASSES, seg)
+    traced = trace_sets({"test": (files, events)}, beds, CLASSES, "not_screaming")["test"]
+    metrics = evaluate_files(files, CLASSES, seg)["per_class"]
+    background = {str(c.file) for c in clips if c.label == "not_screaming"}
+    for c in ("cry", "screaming"):
+        assert metrics[c]["false_alarms"] > 5
+        assert sum(r["false_alarms"] for r in traced[c]) == metrics[c]["false_alarms"]
+        assert {r["clip"] for r in traced[c]} <= background

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from scanner.backbones.base import Backbone
 from scanner.errors import ConfigError
+from scanner.events.segments import SegmentConfig
 from scanner.heads.base import Head
 from scanner.heads.context import ContextHead, mlp_logits
 from scanner.heads.temporal import TemporalHead
@@ -57,7 +58,7 @@ from training.detect_eval import (
 from training.fit import fit_mlp
 from training.metrics import evaluate
 from training.patches import PatchCache, Patches, clip_patches, decode_clip
-from training.scene_sets import EmbeddedScene, SceneSpec, benchmark_set, scene_set
+from training.scene_sets import EmbeddedScene, SceneSpec, benchmark_beds, benchmark_set, scene_set
 from training.split import assign_groups, check_disjoint, split_summary
 from training.temporal import (
     LabelledSequence,
@@ -155,6 +156,8 @@ class Prepared:
     val_scenes: list[EmbeddedScene]
     test_scenes: list[EmbeddedScene]
     backbone_config: dict[str, Any]
+    beds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """By validation and test recording, its bed clips (``training.false_alarms``)."""
 
 
 def benchmark_split(labels: list[str], groups: list[str], config: DetectConfig) -> list[str]:
@@ -200,6 +203,8 @@ def prepare(config: DetectConfig, *, progress: bool = True,
                          classes=classes, background_class=BACKGROUND, backbone=backbone,
                          cache=cache, progress=progress)
 
+    beds: dict[str, list[dict[str, Any]]] = {}
+
     def benchmark(split: str, hours: float, seed: int) -> list[EmbeddedScene]:
         from training.soundscapes import Clip, load_manifest
 
@@ -211,6 +216,9 @@ def prepare(config: DetectConfig, *, progress: bool = True,
         else:
             clips = [Clip(path=items[i].path, label=items[i].label, group=items[i].group,
                           seconds=0.0, file=dataset.relpath(items[i])) for i in rows[split]]
+        # the bed clips, mixed again (not embedded), so false alarms can be traced to them
+        beds.update(benchmark_beds(split, clips, hours=hours, minutes=config.eval_minutes,
+                                   seed=seed, classes=classes, background_class=BACKGROUND))
         return benchmark_set(split, clips, hours=hours, minutes=config.eval_minutes, seed=seed,
                              digests=digests[split], classes=classes,
                              background_class=BACKGROUND, backbone=backbone, cache=cache,
@@ -223,7 +231,7 @@ def prepare(config: DetectConfig, *, progress: bool = True,
                     # validation: another seed than the benchmark's, test: the benchmark's
                     benchmark("val", config.val_hours, config.seed + 1),
                     benchmark("test", config.test_hours, config.seed),
-                    {**backbone.identity, **backbone.config()})
+                    {**backbone.identity, **backbone.config()}, beds)
 
 
 def train_detector(config: DetectConfig, *, progress: bool = True,
@@ -432,12 +440,14 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[Head, dict[str, 
                                                              segment_config({}, 1.0))}
     clip_sets = _clip_metrics(head, items, patches, rows, y, classes, seg,
                               _versions(prep.dataset))
+    false_alarms = _false_alarms(config, prep, {"val": val_files, "test": test_files}, seg)
     labels, groups = [it.label for it in items], [it.group for it in items]
     splits = prep.splits
     metrics = {
         "classes": list(classes), "thresholds": thresholds, "detection": detection,
         "recipe": recipe, "calibration": calib, "sweep": sweep, "soundscapes": soundscapes,
         "min_event_fraction": {"chosen": fraction, "val_clips_macro_f1": fraction_f1},
+        "false_alarm_sources": false_alarms,
         "clips": clip_sets,
         "split": split_summary(labels, groups, [str(s) for s in splits], classes),
         "data": {"files": len(items), "groups": len(set(groups)), "per_label": prep.dataset.counts(),
@@ -461,6 +471,19 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
             "per_class": {c: {"event_f1": v["event_f1"], "file_flag_f1": v["file_flag"]["f1"],
                               "false_alarms_per_hour": v["false_alarms_per_hour"]}
                           for c, v in m["per_class"].items()}}
+
+
+def _false_alarms(config: DetectConfig, prep: Prepared, files: dict[str, list[ScoredFile]],
+                  seg: SegmentConfig) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Each soundscape set's false alarms by the bed clip under them, with what YAMNet's
+    AudioSet classifier hears there when the backbone is YAMNet's TFLite model."""
+    from training.false_alarms import AudioSetScorer, trace_sets
+
+    scenes = {s.name: s.patches for s in (*prep.val_scenes, *prep.test_scenes)}
+    scorer = AudioSetScorer.for_model(config.model, scenes) if config.backbone == "yamnet" \
+        else None
+    return trace_sets({k: (v, detect(v, prep.classes, seg)) for k, v in files.items()},
+                      prep.beds, prep.classes, BACKGROUND, scorer)
 
 
 def _clip_files(head: Head, patches: dict[str, list[Patches | None]], rows: NDArray[np.int64],

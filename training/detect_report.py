@@ -101,6 +101,29 @@ _SOUND_HEADER = ["class", "event F1", "precision", "recall", "segment F1 (1 s)",
                  "false alarms / h", "reference events", "detected events"]
 
 
+FALSE_ALARM_ROWS = 5
+
+
+def _false_alarm_text(metrics: dict[str, Any]) -> list[str]:
+    """The background clips under most false alarms, per soundscape set and class."""
+    from training.false_alarms import sources_table
+
+    sources = metrics.get("false_alarm_sources") or {}
+    out: list[str] = []
+    for split, title in (("test", "test"), ("val", "validation")):
+        by_class = sources.get(split) or {}
+        if not any(by_class.values()):
+            continue
+        total = {c: sum(r["false_alarms"] for r in rows) for c, rows in by_class.items()}
+        out += [f"False alarms on the {title} soundscapes by the background clip under each "
+                f"({', '.join(f'{c} {n}' for c, n in total.items())}; the "
+                f"{FALSE_ALARM_ROWS} clips with most per class; all in `metrics.json`, "
+                "`false_alarm_sources`). A clip that recurs is a sound the head takes for "
+                "an event: more clips like it make good hard negatives.", "",
+                *sources_table(by_class, FALSE_ALARM_ROWS), ""]
+    return out
+
+
 def _fraction_text(metrics: dict[str, Any]) -> str:
     """The minimum event fraction and the validation clips' figures it was chosen on."""
     chosen = metrics.get("min_event_fraction")
@@ -163,6 +186,7 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
                 [["chosen", *metrics["thresholds"].values()]]), "",
         *_table(_SOUND_HEADER, _sound_rows(test)), "",
         *_snr_text(test),
+        *_false_alarm_text(metrics),
         "With every threshold at 0.5 and a 1 s minimum event (the scan's old defaults):", "",
         *_table(_SOUND_HEADER, _sound_rows(sc["test_default_thresholds"])), "",
         "## Validation soundscapes (where the thresholds were chosen)", "",

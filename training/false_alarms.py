@@ -11,8 +11,11 @@ classifier, each clip's false alarms also get the AudioSet classes YAMNet hears 
 
 from __future__ import annotations
 
+import csv
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,7 @@ from training.detect_eval import ScoredFile
 from training.detection_metrics import _overlaps
 
 NO_BED = "(no bed clip)"
+log = logging.getLogger(__name__)
 
 
 def _overlap_s(a_start: float, a_end: float, b_start: float, b_end: float) -> float:
@@ -96,3 +100,62 @@ def sources_table(sources: Mapping[str, Sequence[Mapping[str, Any]]], top: int) 
             lines.append(f"| {escape_markdown(label)} | {escape_markdown(r['clip'])} | "
                          f"{r['false_alarms']} | {r['seconds']:.1f} | {heard} |")
     return lines
+
+
+class AudioSetScorer:
+    """Mean AudioSet scores of YAMNet's own classifier over a stretch of an embedded recording.
+
+    Args:
+        layer: YAMNet's last layer (``weight [521, dim]``, ``bias [521]``).
+        names: The 521 class names.
+        patches: By recording name, its patch embeddings (``training.patches.Patches``).
+    """
+
+    def __init__(self, layer: tuple[NDArray[np.float32], NDArray[np.float32]],
+                 names: Sequence[str], patches: Mapping[str, Any]) -> None:
+        self.weight, self.bias = layer
+        self.names = list(names)
+        self.patches = patches
+        self._scores: dict[str, NDArray[np.float32]] = {}
+
+    @classmethod
+    def for_model(cls, model: str | Path | None, patches: Mapping[str, Any]
+                  ) -> AudioSetScorer | None:
+        """From a YAMNet ``.tflite`` (``model``, else ``$SCANNER_MODEL_DIR/yamnet``) with its
+        class map beside it; None (and a log line) when there is none."""
+        from scanner.backbones.sources import model_dir
+        from training.audioset_member import classifier_layer
+
+        folder = model_dir()
+        path = Path(model) if model else (folder / "yamnet" / "yamnet.tflite" if folder else None)
+        names_csv = path.with_name("yamnet_class_map.csv") if path else None
+        if path is None or path.suffix != ".tflite" or not (names_csv and names_csv.is_file()):
+            log.info("no YAMNet .tflite with its class map: false alarms get no AudioSet classes")
+            return None
+        with names_csv.open(newline="") as f:
+            names = [row["display_name"] for row in csv.DictReader(f)]
+        return cls(classifier_layer(path), names, patches)
+
+    def __call__(self, name: str, start_s: float, end_s: float) -> NDArray[np.float32]:
+        p = self.patches[name]
+        if name not in self._scores:
+            z = p.embeddings.astype(np.float32) @ self.weight.T + self.bias
+            self._scores[name] = (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+        centres = p.starts_s + p.window_s / 2
+        inside = (centres >= start_s) & (centres < end_s)
+        if not inside.any():  # an event shorter than a patch: the nearest patch
+            inside = np.abs(centres - (start_s + end_s) / 2) == np.abs(
+                centres - (start_s + end_s) / 2).min()
+        return self._scores[name][inside].mean(axis=0)
+
+
+def trace_sets(sets: Mapping[str, tuple[Sequence[ScoredFile], Mapping[str, Any]]],
+               beds: Mapping[str, Sequence[Mapping[str, Any]]], classes: Sequence[str],
+               background: str, scorer: AudioSetScorer | None = None
+               ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """By set name (``val``, ``test``) and class, :func:`false_alarm_sources` of each set's
+    scored recordings and detected events (``sets[name] = (files, events)``)."""
+    return {name: {c: false_alarm_sources(files, events, beds, c, audioset=scorer,
+                                          score_names=scorer.names if scorer else None)
+                   for c in classes if c != background}
+            for name, (files, events) in sets.items()}
