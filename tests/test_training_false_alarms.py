@@ -119,3 +119,19 @@ def test_traced_false_alarms_add_up_to_the_metrics_count(tmp_path: Path) -> None
         assert metrics[c]["false_alarms"] > 5
         assert sum(r["false_alarms"] for r in traced[c]) == metrics[c]["false_alarms"]
         assert {r["clip"] for r in traced[c]} <= background
+
+
+def test_a_set_made_now_hands_back_its_beds(tmp_path: Path) -> None:
+    clips = load_manifest(write_tiny_dataset(tmp_path / "clips"))
+    backbone = FakeBackbone()
+    kw = dict(hours=0.1, minutes=(1.0, 2.0), seed=7, classes=CLASSES,
+              background_class="not_screaming")
+    made: dict = {}
+    scenes = benchmark_set("val", clips, digests=["y"], backbone=backbone,
+                           cache=PatchCache(tmp_path / "cache", backbone), beds=made, **kw)
+    assert made == benchmark_beds("val", clips, **kw)
+    assert list(made) == [s.name for s in scenes]
+    cached: dict = {}  # read from the cache: no beds handed back
+    benchmark_set("val", clips, digests=["y"], backbone=backbone,
+                  cache=PatchCache(tmp_path / "cache", backbone), beds=cached, **kw)
+    assert cached == {}

@@ -216,13 +216,17 @@ def prepare(config: DetectConfig, *, progress: bool = True,
         else:
             clips = [Clip(path=items[i].path, label=items[i].label, group=items[i].group,
                           seconds=0.0, file=dataset.relpath(items[i])) for i in rows[split]]
-        # the bed clips, mixed again (not embedded), so false alarms can be traced to them
-        beds.update(benchmark_beds(split, clips, hours=hours, minutes=config.eval_minutes,
-                                   seed=seed, classes=classes, background_class=BACKGROUND))
-        return benchmark_set(split, clips, hours=hours, minutes=config.eval_minutes, seed=seed,
-                             digests=digests[split], classes=classes,
-                             background_class=BACKGROUND, backbone=backbone, cache=cache,
-                             progress=progress)
+        made: dict[str, list[dict[str, Any]]] = {}
+        scenes = benchmark_set(split, clips, hours=hours, minutes=config.eval_minutes,
+                               seed=seed, digests=digests[split], classes=classes,
+                               background_class=BACKGROUND, backbone=backbone, cache=cache,
+                               progress=progress, beds=made)
+        # the bed clips, so false alarms can be traced to them; a cached set is mixed again
+        # for them (not embedded)
+        beds.update(made or benchmark_beds(split, clips, hours=hours,
+                                           minutes=config.eval_minutes, seed=seed,
+                                           classes=classes, background_class=BACKGROUND))
+        return scenes
 
     n_train_scenes = int(round(config.train_scene_hours * 3600 / config.train_scene_s))
     return Prepared(dataset, items, classes, y, splits, rows, patches, weak, weak_patches,

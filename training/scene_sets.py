@@ -187,12 +187,15 @@ def benchmark_beds(split: str, clips: Sequence[Any], *, hours: float,
 def benchmark_set(split: str, clips: Sequence[Any], *, hours: float, minutes: tuple[float, float],
                   seed: int, digests: Sequence[str], classes: Sequence[str],
                   background_class: str, backbone: Backbone, cache: PatchCache,
-                  progress: bool = False) -> list[EmbeddedScene]:
+                  progress: bool = False, beds: dict[str, list[dict[str, Any]]] | None = None
+                  ) -> list[EmbeddedScene]:
     """Soundscapes of the project's benchmark generator (``training.soundscapes.generate``)
     from one split's clips, embedded and cached like :func:`scene_set`.
 
     With the benchmark's settings (2 h of the test split, seed 0, 10-30 min) these are the
-    recordings ``benchmarks/soundscapes.py build --split test`` writes.
+    recordings ``benchmarks/soundscapes.py build --split test`` writes. ``beds``, when given,
+    gets each recording's bed clips if the set is made here (the cache keeps none: for a
+    cached set, :func:`benchmark_beds`).
     """
     from tqdm.auto import tqdm
 
@@ -222,6 +225,8 @@ def benchmark_set(split: str, clips: Sequence[Any], *, hours: float, minutes: tu
                             events, scape.duration_s, "original")
         _save(folder / f"{scape.name}.npz", rec, classes)
         out.append(rec)
+        if beds is not None:
+            beds[scape.name] = [dict(b) for b in scape.bed_details]
     log.info("made %d %s soundscapes (%.1f h) in %s", n, split,
              sum(s.duration_s for s in out) / 3600, folder)
     return out
