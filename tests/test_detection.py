@@ -237,3 +237,30 @@ def test_a_heads_minimum_event_fraction_reaches_the_scan_and_its_fingerprint(ton
     (head / "head.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="min_event_fraction"):
         resolve_detection(load_classifier(fake_scan_config(head)))
+
+
+def test_min_event_fraction_from_the_command_line(tmp_path, tone_head):
+    import json
+
+    from click.testing import CliRunner
+
+    from scanner.cli import cli
+
+    folder = tmp_path / "in"
+    _recording(folder / "clip.wav", 0.1, [(CRY_HZ, 1.5, 3.0)])  # 6 s: a 1.9 s cry event
+
+    def scan_labels(*extra: str) -> tuple[str, dict]:
+        out = tmp_path / f"r{len(extra)}.parquet"
+        res = CliRunner().invoke(cli, ["scan", str(folder), "-o", str(out), "--backbone", "fake",
+                                       "--head", str(tone_head), "--min-event", "3", *extra])
+        assert res.exit_code == 0, res.output
+        meta = json.loads(pq.read_schema(out).metadata[b"scanner"])
+        return pq.read_table(out).to_pylist()[0]["label"], meta["detection"]
+
+    label, detection = scan_labels()
+    assert label == "not_screaming" and detection["min_event_fraction"] == 1.0
+    label, detection = scan_labels("--min-event-fraction", "0.25")  # the minimum is 1.5 s here
+    assert label == "cry" and detection["min_event_fraction"] == 0.25
+    res = CliRunner().invoke(cli, ["scan", str(folder), "-o", str(tmp_path / "x.parquet"),
+                                   "--backbone", "fake", "--min-event-fraction", "0"])
+    assert res.exit_code == 2 and "--min-event-fraction" in res.output

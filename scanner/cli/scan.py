@@ -38,8 +38,8 @@ SECTIONS = (
     ("Input", ("extensions", "include", "exclude", "hidden", "follow_symlinks",
                "max_duration_s", "timestamp_pattern")),
     ("Model", ("backbone", "models", "heads", "weights", "layer", "w2v_window_s")),
-    ("Detection", ("window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s", "thresholds",
-                   "edge_thresholds", "sensitivity")),
+    ("Detection", ("window_s", "hop_s", "smooth_windows", "min_event_s", "min_event_fraction",
+                   "max_gap_s", "thresholds", "edge_thresholds", "sensitivity")),
     ("Output", ("out", "output_format", "segments", "embeddings", "overwrite", "resume", "strict",
                 "cache", "cache_dir")),
     ("Performance", ("workers", "threads", "device", "batch_s", "batch_size", "decode_timeout_s",
@@ -147,6 +147,12 @@ def _detection_default(name: str) -> Callable[[], object]:
 @click.option("--min-event", "min_event_s", type=click.FloatRange(min=0), cls=_DefaultFrom,
               default_from=_detection_default("min_event_s"),
               help="Detection: drop events shorter than this many seconds.")
+@click.option("--min-event-fraction", "min_event_fraction",
+              type=click.FloatRange(min=0, max=1, min_open=True), cls=_DefaultFrom,
+              default_from=_detection_default("min_event_fraction"),
+              help="Detection: in a short recording, the minimum event length is at most this "
+                   "fraction of it (1: only a recording shorter than the minimum may be one "
+                   "event end to end).")
 @click.option("--max-gap", "max_gap_s", type=click.FloatRange(min=0), cls=_DefaultFrom,
               default_from=_detection_default("max_gap_s"),
               help="Detection: join two events of one class at most this many seconds apart.")
@@ -197,7 +203,7 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          device: str, batch_s: float, max_duration_s: float | None,
          decode_timeout_s: float, segments: bool, window_s: float | None,
          hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
-         max_gap_s: float | None,
+         min_event_fraction: float | None, max_gap_s: float | None,
          thresholds: tuple[str, ...], edge_thresholds: tuple[str, ...], sensitivity: float,
          embeddings: bool,
          timestamp_pattern: str | None, overwrite: bool,
@@ -249,7 +255,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         except ConfigError as e:
             raise click.BadParameter(str(e), param_hint="--timestamp-pattern") from None
     detection = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
-                 "min_event_s": min_event_s, "max_gap_s": max_gap_s,
+                 "min_event_s": min_event_s, "min_event_fraction": min_event_fraction,
+                 "max_gap_s": max_gap_s,
                  "edge_thresholds": parsed_edges or None}
     config = ScanConfig(
         backbones=names, models=per_backbone(models, names, "--model"),
