@@ -135,3 +135,17 @@ def test_a_set_made_now_hands_back_its_beds(tmp_path: Path) -> None:
     benchmark_set("val", clips, digests=["y"], backbone=backbone,
                   cache=PatchCache(tmp_path / "cache", backbone), beds=cached, **kw)
     assert cached == {}
+
+
+def test_audioset_scorer_means_the_patches_inside_the_stretch() -> None:
+    from training.false_alarms import AudioSetScorer
+    from training.patches import Patches
+
+    emb = np.zeros((10, 2), np.float32)
+    emb[4:6, 0] = 50.0  # patches 4 and 5 (centres 2.4 s, 2.88 s): class 0 certain
+    patches = Patches(emb, np.zeros(10), 0.48, 0.96)
+    scorer = AudioSetScorer((np.eye(2, dtype=np.float32), np.zeros(2, np.float32)),
+                            ["Cat", "Crow"], {"r": patches})
+    np.testing.assert_allclose(scorer("r", 2.2, 3.0), [1.0, 0.5], atol=1e-6)
+    np.testing.assert_allclose(scorer("r", 1.9, 3.0), [2.5 / 3, 0.5], atol=1e-6)  # 3 patches
+    np.testing.assert_allclose(scorer("r", 2.5, 2.6), [1.0, 0.5], atol=1e-6)  # the nearest

@@ -116,7 +116,6 @@ class AudioSetScorer:
         self.weight, self.bias = layer
         self.names = list(names)
         self.patches = patches
-        self._scores: dict[str, NDArray[np.float32]] = {}
 
     @classmethod
     def for_model(cls, model: str | Path | None, patches: Mapping[str, Any]
@@ -138,15 +137,12 @@ class AudioSetScorer:
 
     def __call__(self, name: str, start_s: float, end_s: float) -> NDArray[np.float32]:
         p = self.patches[name]
-        if name not in self._scores:
-            z = p.embeddings.astype(np.float32) @ self.weight.T + self.bias
-            self._scores[name] = (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
         centres = p.starts_s + p.window_s / 2
-        inside = (centres >= start_s) & (centres < end_s)
-        if not inside.any():  # an event shorter than a patch: the nearest patch
-            inside = np.abs(centres - (start_s + end_s) / 2) == np.abs(
-                centres - (start_s + end_s) / 2).min()
-        return self._scores[name][inside].mean(axis=0)
+        inside = np.flatnonzero((centres >= start_s) & (centres < end_s))
+        if not len(inside):  # an event shorter than a patch: the nearest patch
+            inside = np.array([int(np.argmin(np.abs(centres - (start_s + end_s) / 2)))])
+        z = p.embeddings[inside].astype(np.float32) @ self.weight.T + self.bias
+        return (0.5 * (1.0 + np.tanh(0.5 * z))).mean(axis=0).astype(np.float32)
 
 
 def trace_sets(sets: Mapping[str, tuple[Sequence[ScoredFile], Mapping[str, Any]]],
