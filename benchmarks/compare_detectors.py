@@ -27,6 +27,10 @@ and names what YAMNet's AudioSet classifier hears there (``training.false_alarms
 
     SCANNER_MODEL_DIR=../shared/models python benchmarks/compare_detectors.py \\
         ../shared/datasets/cry-scream --heads detector --own-settings --false-alarms 8
+
+``--short-recordings`` also chooses, on the validation clips (both views), how recordings of
+at most 60 s are judged: the minimum event fraction and thresholds of their own
+(:func:`training.detect_eval.choose_short_recordings`); ``--save`` keeps them.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
 
 
 SETTING_KEYS = ("min_event_s", "smooth_windows", "max_gap_s", "class_min_event_s",
-                "edge_thresholds", "min_event_fraction")
+                "edge_thresholds", "min_event_fraction", "short_thresholds", "short_max_s")
 
 
 def own_settings(spec: str, names: list[str], load_head: Any
@@ -141,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="in a short recording, the minimum event length is at most this "
                          "fraction of it (the held-out clips; the soundscapes are too long to "
                          "notice); saved with --save")
+    ap.add_argument("--short-recordings", action="store_true",
+                    help="choose the minimum event fraction and the thresholds of recordings of "
+                         "at most 60 s on the validation clips (both views); saved with --save")
     ap.add_argument("--own-settings", action="store_true",
                     help="use each head's stored thresholds and event settings (a head that has "
                          "them, such as the built-in detector) instead of choosing them on "
@@ -154,6 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--save takes exactly one averaged spec in --heads (A+B...)")
     if not 0 < args.min_event_fraction <= 1:
         ap.error("--min-event-fraction must be in (0, 1]")
+    if args.short_recordings and args.min_event_fraction != 1.0:
+        ap.error("--short-recordings chooses the minimum event fraction; leave out "
+                 "--min-event-fraction")
     if args.own_settings and (args.save is not None or "+" in args.heads
                               or args.min_event_fraction != 1.0):
         ap.error("--own-settings takes single heads, not averaged specs, --save or "
@@ -168,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     from training.detect_eval import (
         ScoredFile,
         choose_detection,
+        choose_short_recordings,
         clip_macro_f1,
         evaluate_files,
         score_file,
@@ -207,9 +218,10 @@ def main(argv: list[str] | None = None) -> None:
     def scored(head, scenes) -> list[ScoredFile]:
         return [score_file(head, s.name, s.patches, s.duration_s, _reference(s)) for s in scenes]
 
-    def clips(head, view: str) -> tuple[list[ScoredFile], list[int]]:
-        rows = [i for i in prep.rows["test"] if prep.patches[view][i] is not None]
-        return [score_file(head, str(i), prep.patches[view][i], 1e9, []) for i in rows], rows
+    def clips(head, view: str, split: str = "test") -> tuple[list[ScoredFile], list[int]]:
+        rows = [i for i in prep.rows[split] if prep.patches[view][i] is not None]
+        return [score_file(head, f"{view}:{i}", prep.patches[view][i], 1e9, [])
+                for i in rows], rows
 
     def mean(parts: list[list[ScoredFile]], weights: list[float]) -> list[ScoredFile]:
         total = sum(weights)
@@ -227,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         if name not in cache_scores:
             head = load_head(name)
             cache_scores[name] = (scored(head, val), scored(head, test), clips(head, "original"),
-                                  clips(head, "bandlimit4k"))
+                                  clips(head, "bandlimit4k"), clips(head, "original", "val"),
+                                  clips(head, "bandlimit4k", "val"))
         return cache_scores[name]
 
     from scanner.heads import builtin_heads
@@ -253,11 +266,11 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.monotonic()
         names, weights = member_weights(spec)
         parts = [scores_of(n) for n in names]
-        v, te, co, cb = parts[0]
+        v, te, co, cb, vo, vb = parts[0]
         if len(parts) > 1:
             v, te = mean([p[0] for p in parts], weights), mean([p[1] for p in parts], weights)
-            co = (mean([p[2][0] for p in parts], weights), co[1])
-            cb = (mean([p[3][0] for p in parts], weights), cb[1])
+            co, cb, vo, vb = ((mean([p[k][0] for p in parts], weights), parts[0][k][1])
+                              for k in (2, 3, 4, 5))
         if args.own_settings:
             thresholds, settings = own_settings(spec, names, load_head)
         else:
@@ -266,7 +279,20 @@ def main(argv: list[str] | None = None) -> None:
             if args.min_event_fraction != 1.0:
                 settings["min_event_fraction"] = args.min_event_fraction
         seg = segment_config(thresholds, **settings)
+        short = None
+        if args.short_recordings:
+            short = choose_short_recordings(vo[0] + vb[0], prep.y[vo[1] + vb[1]].tolist(),
+                                            classes, seg)
+            settings = {k: v for k, v in settings.items()
+                        if k not in ("short_thresholds", "short_max_s")}
+            settings["min_event_fraction"] = short.fraction
+            if short.thresholds:
+                settings.update(short_thresholds=short.thresholds, short_max_s=seg.short_max_s)
+            seg = segment_config(thresholds, **settings)
         row = {"head": spec, "thresholds": thresholds, **settings,
+               **({"short_recordings": {"val_clips_macro_f1": short.best,
+                                        "val_clips_macro_f1_long_thresholds": short.without,
+                                        "by_fraction": short.by_fraction}} if short else {}),
                "val": _brief(evaluate_files(v, classes, seg)),
                "test": _brief(evaluate_files(te, classes, seg)),
                "test_clips_macro_f1": clip_f1(*co, seg),
@@ -286,7 +312,8 @@ def main(argv: list[str] | None = None) -> None:
             members = [builtin_heads().get(n) or Path(n) for n in names]
             detection = {"window_s": WINDOW_S, "hop_s": HOP_S, "smooth_windows": SMOOTH_WINDOWS,
                          **{k: v for k, v in settings.items()
-                            if v or k not in ("class_min_event_s", "edge_thresholds")}}
+                            if v or k not in ("class_min_event_s", "edge_thresholds",
+                                              "short_thresholds")}}
             write_ensemble(args.save, members, [w / sum(weights) for w in weights],
                            thresholds=thresholds,
                            detection=detection, name=args.name,

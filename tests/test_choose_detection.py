@@ -104,3 +104,42 @@ def test_an_edge_threshold_is_chosen_where_events_fade() -> None:
     grown = evaluate_files(files, CLASSES, segment_config(thresholds, **settings,
                                                           edge_thresholds=edges))
     assert grown["per_class"]["cry"]["event_f1"] == pytest.approx(1.0)
+
+
+def _clip(name: str, cry: float, screaming: float, seconds: float = 7.2) -> ScoredFile:
+    """A clip whose middle 3 s have these window probabilities (background elsewhere)."""
+    starts = np.arange(0.0, seconds - WINDOW + 1e-9, HOP)
+    probs = np.tile([0.02, 0.02, 0.96], (len(starts), 1))
+    mid = (starts + WINDOW / 2 > 2.0) & (starts + WINDOW / 2 < 5.0)
+    probs[mid] = [cry, screaming, 1.0 - cry - screaming]
+    return ScoredFile(name, starts, starts + WINDOW, probs, seconds, [])
+
+
+def test_short_recordings_get_the_thresholds_their_validation_clips_want() -> None:
+    from training.detect_eval import choose_short_recordings, clip_macro_f1
+
+    # the soundscapes chose 0.8 for both; these cries peak at 0.65-0.75, and these
+    # negatives hold a scream-like 0.85 that no real scream (0.97) comes near
+    cries = [_clip(f"c{i}", 0.65 + 0.02 * i, 0.05) for i in range(6)]
+    screams = [_clip(f"s{i}", 0.01, 0.97) for i in range(4)]
+    negatives = [_clip(f"n{i}", 0.02, 0.85) for i in range(3)] + \
+        [_clip(f"q{i}", 0.02, 0.02) for i in range(8)]
+    files = cries + screams + negatives
+    y = [0] * 6 + [1] * 4 + [2] * 11
+    seg = segment_config({"cry": 0.8, "screaming": 0.8}, 1.0)
+    choice = choose_short_recordings(files, y, CLASSES, seg)
+    assert choice.thresholds["cry"] <= 0.65 and choice.thresholds["screaming"] >= 0.9
+    assert choice.best == pytest.approx(1.0) and choice.best > choice.without
+    assert choice.without == pytest.approx(clip_macro_f1(files, y, CLASSES, seg), abs=1e-6)
+    assert choice.best == max(choice.by_fraction.values())
+    # the chosen settings give the chosen figure; a 90 s recording keeps the long thresholds
+    chosen = segment_config({"cry": 0.8, "screaming": 0.8}, 1.0, short_thresholds=choice.thresholds,
+                            min_event_fraction=choice.fraction)
+    assert clip_macro_f1(files, y, CLASSES, chosen) == pytest.approx(choice.best, abs=1e-6)
+    long_cry = _clip("long", 0.7, 0.05, seconds=90.0)
+    assert clip_macro_f1([long_cry], [0], CLASSES, chosen) == 0.0
+    # clips the long thresholds already get right keep them (no change without a gain)
+    easy = [_clip(f"e{i}", 0.95, 0.01) for i in range(3)] + [_clip("f", 0.01, 0.97)] + \
+        [_clip(f"g{i}", 0.02, 0.02) for i in range(3)]
+    kept = choose_short_recordings(easy, [0, 0, 0, 1, 2, 2, 2], CLASSES, seg)
+    assert kept.thresholds == {} and kept.fraction == 1.0 and kept.best == kept.without

@@ -58,6 +58,14 @@ def test_min_event_fraction_must_be_a_fraction(cd, capsys) -> None:
     assert "--min-event-fraction must be in (0, 1]" in capsys.readouterr().err
 
 
+def test_short_recordings_choose_the_fraction_themselves(cd, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cd.main(["data", "--heads", "a", "--short-recordings", "--min-event-fraction", "0.5"])
+    assert "--short-recordings chooses the minimum event fraction" in capsys.readouterr().err
+    # a stored head's short-recording settings are part of its own operating point
+    assert {"short_thresholds", "short_max_s", "min_event_fraction"} <= set(cd.SETTING_KEYS)
+
+
 def test_member_weights(cd) -> None:
     assert cd.member_weights("a@2+b") == (["a", "b"], [2.0, 1.0])
     with pytest.raises(SystemExit, match="positive"):

@@ -239,6 +239,82 @@ def test_a_heads_minimum_event_fraction_reaches_the_scan_and_its_fingerprint(ton
         resolve_detection(load_classifier(fake_scan_config(head)))
 
 
+def test_a_heads_short_recording_thresholds_then_the_users(tone_head, tmp_path):
+    import json
+    import shutil
+
+    from scanner.classify import load_classifier
+    from scanner.output.schema import _detection_key
+
+    head = tmp_path / "short"
+    shutil.copytree(tone_head, head)
+    meta = json.loads((head / "head.json").read_text())
+    meta["detection"] = {"min_event_s": 1.0, "short_thresholds": {"cry": 0.3, "screaming": 0.9},
+                         "short_max_s": 30.0}
+    (head / "head.json").write_text(json.dumps(meta))
+    classifier = load_classifier(fake_scan_config(head))
+    own = resolve_detection(classifier)
+    assert own.short_thresholds == {"cry": 0.3, "screaming": 0.9} and own.short_max_s == 30.0
+    assert _detection_key(own)["short_thresholds"] == own.short_thresholds
+    # the user's --short-threshold replaces the head's by class; --threshold holds at every
+    # length; --sensitivity scales them like the others
+    mine = resolve_detection(classifier, options={"short_thresholds": {"cry": 0.4}},
+                             thresholds={"screaming": 0.6})
+    assert mine.short_thresholds == {"cry": 0.4}
+    assert mine.for_length(10.0).thresholds == pytest.approx({"cry": 0.4, "screaming": 0.6})
+    more = resolve_detection(classifier, sensitivity=2.0)
+    assert more.short_thresholds["cry"] == pytest.approx(with_sensitivity(0.3, 2.0))
+    # without short-recording thresholds none of it is in the fingerprint (old tables resume)
+    plain = _detection_key(resolve_detection(load_classifier(fake_scan_config(tone_head))))
+    assert "short_thresholds" not in plain and "short_max_s" not in plain
+    for bad in ({"cry": "low"}, [0.3], {"cry": 1.5}):
+        meta["detection"]["short_thresholds"] = bad
+        (head / "head.json").write_text(json.dumps(meta))
+        with pytest.raises(ConfigError, match="short"):
+            resolve_detection(load_classifier(fake_scan_config(head)))
+
+
+def test_short_recording_thresholds_from_the_command_line(tmp_path, tone_head):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from scanner.cli import cli
+
+    head = tmp_path / "strict"  # a cry threshold no window reaches
+    shutil.copytree(tone_head, head)
+    meta = json.loads((head / "head.json").read_text())
+    meta["thresholds"] = {"cry": 0.999, "screaming": 0.5}
+    (head / "head.json").write_text(json.dumps(meta))
+    folder = tmp_path / "in"
+    _recording(folder / "clip.wav", 0.1, [(CRY_HZ, 1.5, 3.0)])  # 6 s with a 3 s cry
+    runs = iter(range(100))
+
+    def scan_labels(*extra: str) -> tuple[str, dict]:
+        out = tmp_path / f"r{next(runs)}.parquet"
+        res = CliRunner().invoke(cli, ["scan", str(folder), "-o", str(out), "--backbone", "fake",
+                                       "--head", str(head), *extra])
+        assert res.exit_code == 0, res.output
+        meta = json.loads(pq.read_schema(out).metadata[b"scanner"])
+        return pq.read_table(out).to_pylist()[0]["label"], meta["detection"]
+
+    label, detection = scan_labels()
+    assert label == "not_screaming" and detection["short_thresholds"] == {}
+    label, detection = scan_labels("--short-threshold", "cry=0.5")  # 6 s is a clip
+    assert label == "cry" and detection["short_thresholds"] == {"cry": 0.5}
+    label, detection = scan_labels("--short-threshold", "cry=0.5", "--short-max", "5")
+    assert label == "not_screaming" and detection["short_max_s"] == 5.0
+    # --threshold holds at every length, so a short threshold for the same class is dropped
+    label, detection = scan_labels("--short-threshold", "cry=0.5", "--threshold", "cry=0.999")
+    assert label == "not_screaming" and detection["short_thresholds"] == {}
+    for bad, option in ((("--short-threshold", "cry"), "--short-threshold"),
+                        (("--short-max", "-1"), "--short-max")):
+        res = CliRunner().invoke(cli, ["scan", str(folder), "-o", str(tmp_path / "x.parquet"),
+                                       "--backbone", "fake", *bad])
+        assert res.exit_code == 2 and option in res.output
+
+
 def test_min_event_fraction_from_the_command_line(tmp_path, tone_head):
     import json
 

@@ -61,3 +61,27 @@ def test_real_clips_are_mostly_labelled_right(dataset_dir, tmp_path, env_models)
     assert len(table) == 12
     right = sum(r["label"] == r["path"].split("/")[-2] for r in table)
     assert right >= 10, [(r["path"].split("/")[-2:], r["label"]) for r in table]
+
+
+def test_clips_use_the_default_heads_short_recording_thresholds(dataset_dir, tmp_path, env_models):
+    """Held-out test clips the soundscapes' thresholds get wrong and the clip thresholds right:
+    two bursty 7 s cries (cry 0.6 finds them, 0.8 does not) and two negatives, a cat and a
+    creaking door (screaming 0.9 drops them, 0.8 calls them screams)."""
+    files = {"cry/37105492-58b1-432e-a1ce-ea154425abab-1430744728397-1.7-f-26--a0fda42d.flac": "cry",
+             "cry/dc5429de-26b4-48e2-bc47-bc607b9bba06-1430741828918-1.7-f-72--d4939f7c.flac": "cry",
+             "not_screaming/2-69131-B-038c7031.flac": "not_screaming",
+             "not_screaming/4-108352-A-33-d5c4e651.flac": "not_screaming"}
+    for file in files:
+        (tmp_path / "data" / file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(dataset_dir / file, tmp_path / "data" / file)
+
+    def labels(*extra: str) -> dict[str, str]:
+        out = tmp_path / f"r{len(extra)}.parquet"
+        result = CliRunner().invoke(cli, ["-q", "scan", str(tmp_path / "data"), "-o", str(out),
+                                          *extra])
+        assert result.exit_code == 0, result.output
+        return {r["path"].split("/data/")[1]: r["label"] for r in pq.read_table(out).to_pylist()}
+
+    assert labels() == files
+    long = labels("--short-max", "0")  # every clip judged by the soundscapes' thresholds
+    assert [long[f] for f in files] == ["not_screaming", "not_screaming", "screaming", "screaming"]

@@ -113,8 +113,12 @@ def test_builtin_default_is_the_detection_head_and_clip_linear_the_former_defaul
     assert all(0 < t < 1 for t in detector.detection_thresholds().values())
     assert set(detector.detection_settings()) - {"class_min_event_s"} == {
         "window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s", "edge_thresholds",
-        "min_event_fraction"}
+        "min_event_fraction", "short_thresholds", "short_max_s"}
     assert 0 < detector.detection_settings()["min_event_fraction"] < 1
+    # clips (at most 60 s) have thresholds of their own, chosen on the validation clips
+    short = detector.detection_settings()["short_thresholds"]
+    assert set(short) <= {"cry", "screaming"} and all(0 < t < 1 for t in short.values())
+    assert detector.detection_settings()["short_max_s"] == 60.0
     edges = detector.detection_settings()["edge_thresholds"]
     assert set(edges) == {"cry", "screaming"}
     assert all(0 < edges[c] < t for c, t in detector.detection_thresholds().items())

@@ -54,7 +54,8 @@ def _grid(n: int, window_s: float = 0.96, hop_s: float = 0.48):
     {"window_s": 0}, {"window_s": float("nan")}, {"hop_s": 0}, {"window_s": 1.0, "hop_s": 2.0},
     {"smooth_windows": 0}, {"smooth_windows": 2}, {"min_event_s": -1}, {"max_gap_s": -0.5},
     {"max_gap_s": float("inf")}, {"min_event_fraction": 0}, {"min_event_fraction": 1.5},
-    {"min_event_fraction": float("nan")},
+    {"min_event_fraction": float("nan")}, {"short_max_s": -1}, {"short_max_s": float("inf")},
+    {"short_thresholds": {"cry": 1.2}}, {"short_thresholds": {"not_screaming": 0.5}},
     {"thresholds": {"screaming": 1.5}}, {"thresholds": {"not_screaming": 0.5}},
 ])
 def test_config_rejects_bad_values(kwargs):
@@ -409,6 +410,29 @@ def test_in_a_short_recording_the_minimum_is_at_most_a_fraction_of_it():
     assert [(e["start_s"], e["end_s"]) for e in whole] == [(0.0, pytest.approx(dur))]
     cfg = SegmentConfig(min_event_fraction=0.25)
     assert SegmentConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_short_recording_uses_its_own_thresholds():
+    # a 0.65 cry for 3 s in a 7.2 s clip, and the same cry in a 70 s recording
+    def events(n: int, **kw) -> list[dict]:
+        cry = [0.0] * 4 + [0.65] * 7 + [0.0] * (n - 11)
+        starts, ends, dur = _grid(n)
+        cfg = SegmentConfig(smooth_windows=1, min_event_s=1.0, thresholds={"cry": 0.8}, **kw)
+        return segment_probs(starts, ends, _probs([0.0] * n, cry), CLASSES, dur, cfg).events
+
+    short = {"short_thresholds": {"cry": 0.6}}
+    assert events(14) == []  # the long threshold, 0.8, misses it
+    (kept,) = events(14, **short)  # 7.2 s is a clip: 0.6 finds it
+    assert kept["label"] == "cry"
+    assert events(145, **short) == []  # 70 s is longer than the 60 s of a clip
+    assert len(events(145, **short, short_max_s=80.0)) == 1
+    assert events(14, **short, short_max_s=0.0) == []  # 0: no recording is short
+    cfg = SegmentConfig(thresholds={"cry": 0.8, "screaming": 0.7}, **short)
+    assert cfg.for_length(30.0).thresholds == {"cry": 0.6, "screaming": 0.7}
+    assert cfg.for_length(61.0) is cfg
+    assert SegmentConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown class"):
+        SegmentConfig(short_thresholds={"laughter": 0.5}).check_classes(CLASSES)
 
 
 def test_an_edge_threshold_extends_a_kept_event_over_its_fading_edges():

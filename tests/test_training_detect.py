@@ -64,7 +64,8 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
     assert isinstance(head, ContextHead) and head.scales == (3, 7, 21)
     assert set(head.detection_thresholds()) == {"cry", "screaming"}
     settings = head.detection_settings()
-    assert set(settings) - {"class_min_event_s", "edge_thresholds", "min_event_fraction"} == {
+    assert set(settings) - {"class_min_event_s", "edge_thresholds", "min_event_fraction",
+                            "short_thresholds", "short_max_s"} == {
         "window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s"}
     metrics = json.loads((out / "metrics.json").read_text())
     # the minimum event fraction is the best on the validation clips, and the head keeps it
@@ -73,6 +74,16 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
     assert set(f1) == {"1", "0.5", "0.25", "0.15"}
     assert f1[f"{fraction['chosen']:g}"] == max(f1.values())
     assert settings.get("min_event_fraction", 1.0) == fraction["chosen"]
+    # short recordings: thresholds of their own only where they beat the long ones on the
+    # validation clips, and the head keeps exactly those
+    short = metrics["short_recordings"]
+    assert short["val_clips_macro_f1"] >= short["val_clips_macro_f1_long_thresholds"]
+    assert short["val_clips_macro_f1"] == max(f1.values())
+    assert settings.get("short_thresholds", {}) == short["thresholds"]
+    assert all(t != head.detection_thresholds()[c] for c, t in short["thresholds"].items())
+    if short["thresholds"]:
+        assert settings["short_max_s"] == short["max_s"] == 60.0
+        assert short["val_clips_macro_f1"] > short["val_clips_macro_f1_long_thresholds"]
     assert metrics["clips"]["test_events"]["macro_f1"] >= 0.8
     assert metrics["calibration"]["temperature"] > 0
     assert metrics["recipe"]["weak_bags"] == 6
@@ -80,7 +91,8 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
     for section in ("## Test soundscapes", "### Threshold sweep", "## Calibration",
                     "band-limited", "false alarms", "Edge threshold of **cry**",
                     "Edge threshold of **screaming**",
-                    f"at most {fraction['chosen']:g} of its length"):
+                    f"at most {fraction['chosen']:g} of its length",
+                    f"A recording of at most {short['max_s']:g} s"):
         assert section in report
     assert "published method" not in report
     # every test soundscape event carries its mixing SNR; the report counts them by band

@@ -48,7 +48,7 @@ from training.detect_config import DetectConfig
 from training.detect_eval import (
     ScoredFile,
     choose_detection,
-    choose_min_event_fraction,
+    choose_short_recordings,
     detect,
     evaluate_files,
     file_verdict,
@@ -425,17 +425,22 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[Head, dict[str, 
                                                    fa_budget_per_hour=config.fa_budget_per_hour)
     seg = segment_config(thresholds, **settings)
     val_clips, val_y = _clip_files(head, patches, rows["val"], y)
-    fraction, fraction_f1 = choose_min_event_fraction(val_clips, val_y, classes, seg)
-    seg = replace(seg, min_event_fraction=fraction)
-    log.info("minimum event fraction %g (validation clips macro-F1 by fraction: %s)", fraction,
-             fraction_f1)
+    short = choose_short_recordings(val_clips, val_y, classes, seg)
+    fraction = short.fraction
+    seg = replace(seg, min_event_fraction=fraction, short_thresholds=short.thresholds)
+    log.info("short recordings: minimum event fraction %g, thresholds %s (validation clips "
+             "macro-F1 %.3f, %.3f with the long recordings' thresholds; best by fraction: %s)",
+             fraction, short.thresholds or "as long ones", short.best, short.without,
+             short.by_fraction)
     detection = {"window_s": seg.window_s, "hop_s": seg.hop_s,
                  "smooth_windows": seg.smooth_windows, "min_event_s": seg.min_event_s,
                  "max_gap_s": seg.max_gap_s,
                  **({"class_min_event_s": dict(seg.class_min_event_s)}
                     if seg.class_min_event_s else {}),
                  **({"edge_thresholds": dict(seg.edge_thresholds)} if seg.edge_thresholds else {}),
-                 **({"min_event_fraction": fraction} if fraction != 1.0 else {})}
+                 **({"min_event_fraction": fraction} if fraction != 1.0 else {}),
+                 **({"short_thresholds": dict(short.thresholds), "short_max_s": seg.short_max_s}
+                    if short.thresholds else {})}
     head.thresholds, head.detection = thresholds, detection
 
     soundscapes = {"val": evaluate_files(val_files, classes, seg),
@@ -450,7 +455,10 @@ def fit_detector(config: DetectConfig, prep: Prepared) -> tuple[Head, dict[str, 
     metrics = {
         "classes": list(classes), "thresholds": thresholds, "detection": detection,
         "recipe": recipe, "calibration": calib, "sweep": sweep, "soundscapes": soundscapes,
-        "min_event_fraction": {"chosen": fraction, "val_clips_macro_f1": fraction_f1},
+        "min_event_fraction": {"chosen": fraction, "val_clips_macro_f1": short.by_fraction},
+        "short_recordings": {"max_s": seg.short_max_s, "thresholds": dict(short.thresholds),
+                             "val_clips_macro_f1": short.best,
+                             "val_clips_macro_f1_long_thresholds": short.without},
         "false_alarm_sources": false_alarms,
         "clips": clip_sets,
         "split": split_summary(labels, groups, [str(s) for s in splits], classes),

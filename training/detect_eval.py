@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from scanner.events.segments import SegmentConfig, segment_probs
+from scanner.events.segments import SHORT_MAX_S, SegmentConfig, segment_probs
 from scanner.heads.base import Head
 from scanner.records import Embedding
 from training.detection_metrics import detection_metrics
@@ -41,6 +41,10 @@ EDGE_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 SMOOTH_WINDOWS = 3
 FRACTION_GRID = (1.0, 0.5, 0.25, 0.15)
 """Minimum event fractions (:attr:`SegmentConfig.min_event_fraction`) tried on validation clips."""
+SHORT_THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+"""Short-recording thresholds (:attr:`SegmentConfig.short_thresholds`) tried on validation clips."""
+SHORT_ROUNDS = 2
+"""Rounds of the per-class search for short-recording thresholds."""
 
 
 @dataclass(frozen=True)
@@ -101,20 +105,65 @@ def clip_macro_f1(files: Sequence[ScoredFile], y: Sequence[int], classes: Sequen
     return float(evaluate(np.asarray(y), onehot, classes, curves=False)["macro_f1"])
 
 
-def choose_min_event_fraction(files: Sequence[ScoredFile], y: Sequence[int],
-                              classes: Sequence[str], config: SegmentConfig,
-                              grid: Sequence[float] = FRACTION_GRID
-                              ) -> tuple[float, dict[str, float]]:
-    """The minimum event fraction with the best clip macro-F1 on validation clips (the
-    largest on a tie: the rule of long recordings), and each one's figure.
+@dataclass(frozen=True)
+class ShortChoice:
+    """How short recordings (clips) are judged, chosen on validation clips.
 
-    Long recordings do not notice it; the clips' file labels do: a cry of 1.8 s in a 7 s
-    clip is dropped by a 2 s minimum.
+    Attributes:
+        fraction: The minimum event fraction (:attr:`SegmentConfig.min_event_fraction`).
+        thresholds: The short-recording thresholds of the classes whose threshold differs
+            from the long recordings' (empty: the same thresholds at every length).
+        without: Validation clips macro-F1 at ``fraction`` with the long recordings'
+            thresholds.
+        best: Validation clips macro-F1 at ``fraction`` with ``thresholds``.
+        by_fraction: Each fraction's best figure.
     """
-    scores = {f"{g:g}": clip_macro_f1(files, y, classes, replace(config, min_event_fraction=g))
-              for g in grid}
-    best = max(grid, key=lambda g: (round(scores[f"{g:g}"], 6), g))
-    return float(best), scores
+
+    fraction: float
+    thresholds: dict[str, float]
+    without: float
+    best: float
+    by_fraction: dict[str, float]
+
+
+def choose_short_recordings(files: Sequence[ScoredFile], y: Sequence[int],
+                            classes: Sequence[str], config: SegmentConfig, *,
+                            fractions: Sequence[float] = FRACTION_GRID,
+                            grid: Sequence[float] = SHORT_THRESHOLD_GRID,
+                            rounds: int = SHORT_ROUNDS) -> ShortChoice:
+    """The minimum event fraction and short-recording thresholds with the best clip macro-F1
+    on validation clips (a clip longer than ``config.short_max_s`` keeps the long thresholds).
+
+    For each fraction, each class's threshold in turn takes the ``grid`` value that raises the
+    macro-F1 most with the others held, for ``rounds`` rounds, starting from the long
+    recordings' thresholds; only a strict gain moves a threshold, and a tie between fractions
+    goes to the larger one (the rule of long recordings). Long recordings never see these
+    settings, so the soundscape operating point is untouched.
+    """
+    targets = [c for c in classes if c != config.background]
+    base = {c: config.threshold(c) for c in targets}
+
+    def score(fraction: float, thresholds: Mapping[str, float]) -> float:
+        changed = {c: t for c, t in thresholds.items() if t != base[c]}
+        return round(clip_macro_f1(files, y, classes, replace(
+            config, min_event_fraction=fraction, short_thresholds=changed)), 6)
+
+    results: dict[float, tuple[float, dict[str, float], float]] = {}
+    for fraction in fractions:
+        current = dict(base)
+        without = best = score(fraction, current)
+        for _ in range(rounds):
+            for c in targets:
+                for t in grid:
+                    trial = {**current, c: float(t)}
+                    value = score(fraction, trial)
+                    if value > best:
+                        best, current = value, trial
+        results[float(fraction)] = (best, current, without)
+    chosen = max(results, key=lambda g: (results[g][0], g))
+    best, thresholds, without = results[chosen]
+    return ShortChoice(chosen, {c: t for c, t in thresholds.items() if t != base[c]}, without,
+                       best, {f"{g:g}": r[0] for g, r in results.items()})
 
 
 def evaluate_files(files: Sequence[ScoredFile], classes: Sequence[str], config: SegmentConfig
@@ -129,12 +178,15 @@ def segment_config(thresholds: Mapping[str, float], min_event_s: float,
                    smooth_windows: int = SMOOTH_WINDOWS, max_gap_s: float = 0.0,
                    class_min_event_s: Mapping[str, float] | None = None,
                    edge_thresholds: Mapping[str, float] | None = None,
-                   min_event_fraction: float = 1.0) -> SegmentConfig:
+                   min_event_fraction: float = 1.0,
+                   short_thresholds: Mapping[str, float] | None = None,
+                   short_max_s: float = SHORT_MAX_S) -> SegmentConfig:
     return SegmentConfig(window_s=WINDOW_S, hop_s=HOP_S, smooth_windows=smooth_windows,
                          min_event_s=min_event_s, max_gap_s=max_gap_s,
                          class_min_event_s=dict(class_min_event_s or {}),
                          edge_thresholds=dict(edge_thresholds or {}),
-                         thresholds=dict(thresholds), min_event_fraction=min_event_fraction)
+                         thresholds=dict(thresholds), min_event_fraction=min_event_fraction,
+                         short_thresholds=dict(short_thresholds or {}), short_max_s=short_max_s)
 
 
 def sweep_key(min_event_s: float, max_gap_s: float) -> str:

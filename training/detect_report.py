@@ -134,6 +134,24 @@ def _fraction_text(metrics: dict[str, Any]) -> str:
             f"validation clips, macro-F1 by fraction {figures})")
 
 
+def _short_text(metrics: dict[str, Any]) -> list[str]:
+    """How short recordings are judged: their thresholds and the validation figures."""
+    short = metrics.get("short_recordings")
+    if not short:
+        return []
+    if not short["thresholds"]:
+        return [f"A recording of at most {short['max_s']:g} s uses the same thresholds as a "
+                "long one: no other threshold raised the validation clips' macro-F1 "
+                f"({short['val_clips_macro_f1']:.3f}).", ""]
+    chosen = ", ".join(f"{c} {t:g}" for c, t in short["thresholds"].items())
+    return [f"A recording of at most {short['max_s']:g} s (a clip) uses its own thresholds: "
+            f"{chosen}, chosen on the validation clips (macro-F1 "
+            f"{short['val_clips_macro_f1']:.3f}, against "
+            f"{short['val_clips_macro_f1_long_thresholds']:.3f} with the soundscapes' "
+            "thresholds). A clip has little background to make a false alarm in, so the "
+            "soundscapes' false-alarm budget does not set its thresholds.", ""]
+
+
 def _recipes_text(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
@@ -238,7 +256,7 @@ def render_detect_report(*, config: DetectConfig, metrics: dict[str, Any],
               "Short held-out clips labelled as the scan labels a file: the class of its "
               "strongest event, else not_screaming. The band-limited rows low-pass every test "
               "clip the way an 8 kHz recording is, so a head that tells classes apart by "
-              "bandwidth fails there.", "",
+              "bandwidth fails there.", "", *_short_text(metrics),
               *_table(["set", "accuracy", "macro-F1", *[f"F1 {c}" for c in metrics["classes"]],
                        "clips"],
                       [[_CLIP_TITLES.get(k, k), v["accuracy"], v["macro_f1"],

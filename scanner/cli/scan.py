@@ -39,7 +39,8 @@ SECTIONS = (
                "max_duration_s", "timestamp_pattern")),
     ("Model", ("backbone", "models", "heads", "weights", "layer", "w2v_window_s")),
     ("Detection", ("window_s", "hop_s", "smooth_windows", "min_event_s", "min_event_fraction",
-                   "max_gap_s", "thresholds", "edge_thresholds", "sensitivity")),
+                   "max_gap_s", "thresholds", "edge_thresholds", "short_thresholds",
+                   "short_max_s", "sensitivity")),
     ("Output", ("out", "output_format", "segments", "embeddings", "overwrite", "resume", "strict",
                 "cache", "cache_dir")),
     ("Performance", ("workers", "threads", "device", "batch_s", "batch_size", "decode_timeout_s",
@@ -164,6 +165,14 @@ def _detection_default(name: str) -> Callable[[], object]:
               show_default="the head's validated edge thresholds",
               help="Detection: probability an event's class needs to extend the event over "
                    "neighbouring windows (hysteresis, at most the threshold), e.g. 'cry=0.4'.")
+@click.option("--short-threshold", "short_thresholds", multiple=True, metavar="CLASS=P",
+              show_default="the head's validated short-recording thresholds",
+              help="Detection: the threshold of a class in a recording of at most --short-max "
+                   "seconds (a clip), e.g. 'cry=0.6' (repeatable).")
+@click.option("--short-max", "short_max_s", type=click.FloatRange(min=0), cls=_DefaultFrom,
+              default_from=_detection_default("short_max_s"),
+              help="Detection: the longest recording that uses the short-recording thresholds "
+                   "(0: every recording uses --threshold's).")
 @click.option("--sensitivity", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True,
               help="Detection: scales every threshold's odds: 2 finds more (and more false "
@@ -204,7 +213,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
          decode_timeout_s: float, segments: bool, window_s: float | None,
          hop_s: float | None, smooth_windows: int | None, min_event_s: float | None,
          min_event_fraction: float | None, max_gap_s: float | None,
-         thresholds: tuple[str, ...], edge_thresholds: tuple[str, ...], sensitivity: float,
+         thresholds: tuple[str, ...], edge_thresholds: tuple[str, ...],
+         short_thresholds: tuple[str, ...], short_max_s: float | None, sensitivity: float,
          embeddings: bool,
          timestamp_pattern: str | None, overwrite: bool,
          engine: str, ray_address: str | None, cache: bool,
@@ -246,6 +256,10 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
         parsed_edges = parse_thresholds(edge_thresholds)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--edge-threshold") from None
+    try:
+        parsed_short = parse_thresholds(short_thresholds)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--short-threshold") from None
     if timestamp_pattern:
         from scanner.errors import ConfigError
         from scanner.timestamps import compile_pattern
@@ -257,7 +271,8 @@ def scan(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: 
     detection = {"window_s": window_s, "hop_s": hop_s, "smooth_windows": smooth_windows,
                  "min_event_s": min_event_s, "min_event_fraction": min_event_fraction,
                  "max_gap_s": max_gap_s,
-                 "edge_thresholds": parsed_edges or None}
+                 "edge_thresholds": parsed_edges or None,
+                 "short_thresholds": parsed_short or None, "short_max_s": short_max_s}
     config = ScanConfig(
         backbones=names, models=per_backbone(models, names, "--model"),
         heads=per_backbone(heads, names, "--head"), weights=parse_weights(weights, names),

@@ -79,7 +79,8 @@ def sweep(windows: Mapping[str, Windows], classes: Sequence[str], targets: Seque
     base = SegmentConfig.from_dict(detection)
     rows = []
     for t in grid:
-        config = replace(base, thresholds=dict.fromkeys(targets, float(t)))
+        # as --threshold would: the same threshold at every length, short recordings too
+        config = replace(base, thresholds=dict.fromkeys(targets, float(t)), short_thresholds={})
         estimated = detect_events(windows, classes, durations_s, config)
         metrics = detection_metrics(targets, reference, estimated, durations_s)
         rows.append({"threshold": float(t), "classes": _row(metrics)})

@@ -9,7 +9,11 @@ Thresholds, by precedence: :data:`~scanner.events.segments.DEFAULT_THRESHOLD` < 
 own validated thresholds (``head.json`` ``thresholds``) < ``--threshold CLASS=P``; then
 ``--sensitivity`` scales every class's odds. Edge thresholds (hysteresis), likewise: the head's
 ``detection`` block ``edge_thresholds`` < ``--edge-threshold CLASS=P``, scaled by
-``--sensitivity``. Window, hop, smoothing, minimum event length and the gap bridged:
+``--sensitivity``. Short-recording thresholds (a clip's, see
+:attr:`~scanner.events.segments.SegmentConfig.short_thresholds`): the head's ``detection`` block
+``short_thresholds`` < ``--short-threshold CLASS=P``, scaled by ``--sensitivity``; a class the
+user gives ``--threshold`` for uses that threshold at every length. Window, hop, smoothing,
+minimum event length, the gap bridged and the longest short recording (``--short-max``):
 :class:`~scanner.events.segments.SegmentConfig`'s defaults < the head's ``detection`` block <
 the user's options.
 """
@@ -27,7 +31,8 @@ if TYPE_CHECKING:
     from scanner.classify import Classifier
 
 DETECTION_KEYS = ("window_s", "hop_s", "smooth_windows", "min_event_s", "max_gap_s",
-                  "class_min_event_s", "edge_thresholds", "min_event_fraction")
+                  "class_min_event_s", "edge_thresholds", "min_event_fraction",
+                  "short_thresholds", "short_max_s")
 """Settings a head's ``detection`` block or the user may set."""
 
 
@@ -73,15 +78,17 @@ def resolve_detection(classifier: Classifier, *, options: Mapping[str, Any] | No
         raise ConfigError(f"unknown detection setting(s) {sorted(unknown)}")
     if (options or {}).get("min_event_s") is not None and "class_min_event_s" not in (options or {}):
         settings.pop("class_min_event_s", None)  # the user's --min-event is for every class
-    head_edges = settings.get("edge_thresholds") or {}
+    head_own = {key: settings.get(key) or {} for key in ("edge_thresholds", "short_thresholds")}
     settings.update({k: v for k, v in (options or {}).items() if v is not None})
-    try:  # the user's --edge-threshold replaces the head's for the classes it names
-        edges = {**head_edges, **((options or {}).get("edge_thresholds") or {})}
-        if edges:
-            settings["edge_thresholds"] = {c: with_sensitivity(float(p), sensitivity)
-                                           for c, p in edges.items()}
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"edge thresholds must be numbers by class, got {head_edges!r}") from e
+    for key, what in (("edge_thresholds", "edge thresholds"),
+                      ("short_thresholds", "short-recording thresholds")):
+        try:  # the user's --edge-threshold / --short-threshold replace the head's by class
+            values = {**head_own[key], **((options or {}).get(key) or {})}
+            if key == "short_thresholds":  # --threshold CLASS=P holds at every length
+                values = {c: p for c, p in values.items() if c not in (thresholds or {})}
+            settings[key] = {c: with_sensitivity(float(p), sensitivity) for c, p in values.items()}
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{what} must be numbers by class, got {head_own[key]!r}") from e
     chosen = {name: sum(values) / len(values) for name, values in head_thresholds.items()}
     chosen.update(thresholds or {})
     targets = [c for c in classifier.classes if c != background]

@@ -9,7 +9,8 @@ do), else with the background class. Runs of one label become events, and events
 than ``min_event_s`` are dropped, so one stray window does not make an event. A class with an
 edge threshold (hysteresis) then grows each kept event over the neighbouring background
 windows whose smoothed probability still reaches it: the threshold decides *whether* there
-is an event, the lower edge threshold *where* it starts and ends.
+is an event, the lower edge threshold *where* it starts and ends. A recording of at most
+``short_max_s`` (a clip) may use thresholds of its own (``short_thresholds``).
 
 Windows overlap, so an event's edges are taken from the windows' centres: each window
 owns the stretch of time halfway to its neighbours' centres (the first from 0 s, the last
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,9 @@ DEFAULT_BACKGROUND = "not_screaming"
 # A class missing from ``thresholds`` passes at this probability: with three classes that
 # sum to 1, at most one class can exceed it, so the rule never has to break a tie.
 DEFAULT_THRESHOLD = 0.5
+# Recordings at most this long are clips to SegmentConfig.short_thresholds: every clip of the
+# project's data set is shorter (the longest is 41 s), every soundscape longer (10-30 min).
+SHORT_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,14 @@ class SegmentConfig:
             a lot of a 7 s clip, where there is little background to make a spurious event:
             at 0.25 a 7.2 s clip needs 1.8 s of cry rather than 2 s. Recordings longer than
             ``min_event / min_event_fraction`` are not affected.
+        short_thresholds: Per class, the threshold a recording of at most ``short_max_s``
+            uses instead of ``thresholds`` (empty: the same thresholds for every length).
+            Long-recording thresholds are chosen to keep false alarms per hour of background
+            low; a clip's question is only what the whole clip holds, and it has little
+            background to make a false alarm. On the project's validation clips the file
+            labels were best with a lower cry and a higher screaming threshold than the
+            soundscapes chose.
+        short_max_s: The longest recording that uses ``short_thresholds`` (0: none does).
     """
 
     window_s: float = 1.44
@@ -96,6 +108,8 @@ class SegmentConfig:
     class_min_event_s: dict[str, float] = field(default_factory=dict)
     edge_thresholds: dict[str, float] = field(default_factory=dict)
     min_event_fraction: float = 1.0
+    short_thresholds: dict[str, float] = field(default_factory=dict)
+    short_max_s: float = SHORT_MAX_S
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.window_s) and self.window_s > 0):
@@ -116,13 +130,25 @@ class SegmentConfig:
                 raise ValueError(f"minimum event length of {name!r} must be >= 0, got {value!r}")
             if name == self.background:
                 raise ValueError(f"{name!r} is the background class; it has no events")
+        if not (isinstance(self.short_max_s, (int, float)) and math.isfinite(self.short_max_s)
+                and self.short_max_s >= 0):
+            raise ValueError(f"short_max_s must be >= 0 seconds, got {self.short_max_s!r}")
         for kind, values in (("threshold", self.thresholds),
-                             ("edge threshold", self.edge_thresholds)):
+                             ("edge threshold", self.edge_thresholds),
+                             ("short-recording threshold", self.short_thresholds)):
             for name, value in values.items():
                 if not 0.0 <= float(value) <= 1.0:
                     raise ValueError(f"{kind} of {name!r} must be in [0, 1], got {value!r}")
                 if name == self.background:
                     raise ValueError(f"{name!r} is the background class; it has no {kind}")
+
+    def for_length(self, length_s: float) -> SegmentConfig:
+        """The settings a recording of ``length_s`` seconds is analysed with: itself, or with
+        ``short_thresholds`` in place of ``thresholds`` when it is at most ``short_max_s``."""
+        if not self.short_thresholds or length_s > self.short_max_s + 1e-9:
+            return self
+        return replace(self, thresholds={**self.thresholds, **self.short_thresholds},
+                       short_thresholds={})
 
     def threshold(self, label: str) -> float:
         """The probability ``label`` must reach to label a window."""
@@ -141,7 +167,8 @@ class SegmentConfig:
     def check_classes(self, classes: Sequence[str]) -> None:
         """Raises ConfigError when the background or a thresholded class is not in ``classes``."""
         unknown = [c for c in [self.background, *self.thresholds, *self.class_min_event_s,
-                               *self.edge_thresholds] if c not in classes]
+                               *self.edge_thresholds, *self.short_thresholds]
+                   if c not in classes]
         if unknown:
             raise ConfigError(f"unknown class(es) {unknown} in the segment settings; the "
                               f"heads' classes are {list(classes)}")
@@ -475,6 +502,7 @@ def segment_probs(starts_s: NDArray[np.floating], ends_s: NDArray[np.floating],
     # A recording shorter than the minimum event length can still be one event, end to end;
     # in a short one the minimum is at most a fraction of it (min_event_fraction).
     length = float(own_end[-1]) - float(own_start[0])
+    config = config.for_length(length)
     min_event_s = {c: min(config.min_event(c), config.min_event_fraction * length)
                    for c in classes}
     labels = bridge_gaps(window_labels(smoothed, classes, config), own_start, own_end,

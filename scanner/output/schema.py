@@ -45,12 +45,16 @@ def fingerprint(config: ScanConfig, classifier: Classifier, detection: SegmentCo
 def _detection_key(detection: SegmentConfig) -> dict[str, Any]:
     """The detection settings as a fingerprint holds them. A gap of 0, empty per-class
     minimum event lengths and edge thresholds, and a minimum event fraction of 1 are left out,
-    so a table written before they existed still resumes under the same settings."""
+    and so are short-recording settings without short-recording thresholds, so a table written
+    before they existed still resumes under the same settings."""
     out = detection.to_dict()
     if not out.get("max_gap_s"):
         out.pop("max_gap_s", None)
     if out.get("min_event_fraction") == 1.0:
         out.pop("min_event_fraction", None)
+    if not out.get("short_thresholds") or not out.get("short_max_s"):
+        out.pop("short_thresholds", None)
+        out.pop("short_max_s", None)
     for key in ("class_min_event_s", "edge_thresholds"):
         if not out.get(key):
             out.pop(key, None)
