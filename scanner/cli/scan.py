@@ -172,7 +172,7 @@ def _detection_default(name: str) -> Callable[[], object]:
 @click.option("--short-max", "short_max_s", type=click.FloatRange(min=0), cls=_DefaultFrom,
               default_from=_detection_default("short_max_s"),
               help="Detection: the longest recording that uses the short-recording thresholds "
-                   "(0: every recording uses --threshold's).")
+                   "(0: none does, every recording uses the long recordings' thresholds).")
 @click.option("--sensitivity", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True,
               help="Detection: scales every threshold's odds: 2 finds more (and more false "
