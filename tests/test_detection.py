@@ -46,6 +46,17 @@ def tone_head(tmp_path):
     return head.save(tmp_path / "tones")
 
 
+def _edited_head(tone_head, dest, **fields):
+    """A copy of ``tone_head`` at ``dest`` with these ``head.json`` fields replaced; (path, meta)."""
+    import json
+    import shutil
+
+    shutil.copytree(tone_head, dest)
+    meta = {**json.loads((dest / "head.json").read_text()), **fields}
+    (dest / "head.json").write_text(json.dumps(meta))
+    return dest, meta
+
+
 def _recording(path, minutes: float, events: list[tuple[float, float, float]]):
     """Noise for ``minutes``, with tones ``(hz, start_s, seconds)`` mixed in."""
     x = noise(minutes * 60, SR, amplitude=0.05, seed=3)
@@ -168,16 +179,11 @@ def test_recorded_at_from_the_name_and_wall_clock_event_times(tmp_path, tone_hea
 
 
 def test_a_heads_per_class_minimum_event_holds_until_the_user_sets_one(tone_head, tmp_path):
-    import json
-    import shutil
 
     from scanner.classify import load_classifier
 
-    head = tmp_path / "per-class"
-    shutil.copytree(tone_head, head)
-    meta = json.loads((head / "head.json").read_text())
-    meta["detection"] = {"min_event_s": 1.0, "class_min_event_s": {"cry": 3.0}}
-    (head / "head.json").write_text(json.dumps(meta))
+    head, _ = _edited_head(tone_head, tmp_path / "per-class",
+                           detection={"min_event_s": 1.0, "class_min_event_s": {"cry": 3.0}})
     classifier = load_classifier(fake_scan_config(head))
     own = resolve_detection(classifier)
     assert own.min_event("cry") == 3.0 and own.min_event("screaming") == 1.0
@@ -187,15 +193,11 @@ def test_a_heads_per_class_minimum_event_holds_until_the_user_sets_one(tone_head
 
 def test_a_heads_edge_thresholds_then_the_users_then_sensitivity(tone_head, tmp_path):
     import json
-    import shutil
 
     from scanner.classify import load_classifier
 
-    head = tmp_path / "edges"
-    shutil.copytree(tone_head, head)
-    meta = json.loads((head / "head.json").read_text())
-    meta["detection"] = {"min_event_s": 1.0, "edge_thresholds": {"cry": 0.3, "screaming": 0.4}}
-    (head / "head.json").write_text(json.dumps(meta))
+    head, meta = _edited_head(tone_head, tmp_path / "edges", detection={
+        "min_event_s": 1.0, "edge_thresholds": {"cry": 0.3, "screaming": 0.4}})
     classifier = load_classifier(fake_scan_config(head))
     assert resolve_detection(classifier).edge_thresholds == {"cry": 0.3, "screaming": 0.4}
     mine = resolve_detection(classifier, options={"edge_thresholds": {"cry": 0.2}})
@@ -216,16 +218,12 @@ def test_a_heads_edge_thresholds_then_the_users_then_sensitivity(tone_head, tmp_
 
 def test_a_heads_minimum_event_fraction_reaches_the_scan_and_its_fingerprint(tone_head, tmp_path):
     import json
-    import shutil
 
     from scanner.classify import load_classifier
     from scanner.output.schema import _detection_key
 
-    head = tmp_path / "fraction"
-    shutil.copytree(tone_head, head)
-    meta = json.loads((head / "head.json").read_text())
-    meta["detection"] = {"min_event_s": 2.0, "min_event_fraction": 0.25}
-    (head / "head.json").write_text(json.dumps(meta))
+    head, meta = _edited_head(tone_head, tmp_path / "fraction",
+                              detection={"min_event_s": 2.0, "min_event_fraction": 0.25})
     own = resolve_detection(load_classifier(fake_scan_config(head)))
     assert own.min_event_fraction == 0.25
     assert _detection_key(own)["min_event_fraction"] == 0.25
@@ -241,17 +239,12 @@ def test_a_heads_minimum_event_fraction_reaches_the_scan_and_its_fingerprint(ton
 
 def test_a_heads_short_recording_thresholds_then_the_users(tone_head, tmp_path):
     import json
-    import shutil
 
     from scanner.classify import load_classifier
     from scanner.output.schema import _detection_key
 
-    head = tmp_path / "short"
-    shutil.copytree(tone_head, head)
-    meta = json.loads((head / "head.json").read_text())
-    meta["detection"] = {"min_event_s": 1.0, "short_thresholds": {"cry": 0.3, "screaming": 0.9},
-                         "short_max_s": 30.0}
-    (head / "head.json").write_text(json.dumps(meta))
+    head, meta = _edited_head(tone_head, tmp_path / "short", detection={
+        "min_event_s": 1.0, "short_thresholds": {"cry": 0.3, "screaming": 0.9}, "short_max_s": 30.0})
     classifier = load_classifier(fake_scan_config(head))
     own = resolve_detection(classifier)
     assert own.short_thresholds == {"cry": 0.3, "screaming": 0.9} and own.short_max_s == 30.0
@@ -276,17 +269,13 @@ def test_a_heads_short_recording_thresholds_then_the_users(tone_head, tmp_path):
 
 def test_short_recording_thresholds_from_the_command_line(tmp_path, tone_head):
     import json
-    import shutil
 
     from click.testing import CliRunner
 
     from scanner.cli import cli
 
-    head = tmp_path / "strict"  # a cry threshold no window reaches
-    shutil.copytree(tone_head, head)
-    meta = json.loads((head / "head.json").read_text())
-    meta["thresholds"] = {"cry": 0.999, "screaming": 0.5}
-    (head / "head.json").write_text(json.dumps(meta))
+    # a cry threshold no window reaches
+    head, _ = _edited_head(tone_head, tmp_path / "strict", thresholds={"cry": 0.999, "screaming": 0.5})
     folder = tmp_path / "in"
     _recording(folder / "clip.wav", 0.1, [(CRY_HZ, 1.5, 3.0)])  # 6 s with a 3 s cry
     runs = iter(range(100))
