@@ -66,12 +66,23 @@ SETTING_KEYS = ("min_event_s", "smooth_windows", "max_gap_s", "class_min_event_s
 
 def own_settings(spec: str, names: list[str], load_head: Any
                  ) -> tuple[dict[str, float], dict[str, Any]]:
-    """A single head's stored thresholds and event settings (``--own-settings``)."""
+    """A single head's stored thresholds and event settings (``--own-settings``).
+
+    As in a scan, a setting the head does not store takes the scan's default
+    (:class:`~scanner.events.segments.SegmentConfig`), and a threshold on the background
+    class is ignored (``clip-linear`` stores thresholds and no detection block).
+    """
+    from scanner.events.segments import SegmentConfig
+    from training.detect import BACKGROUND
+
     head = load_head(names[0])
     thresholds, stored = head.detection_thresholds(), head.detection_settings()
+    thresholds = {c: p for c, p in thresholds.items() if c != BACKGROUND}
     if not thresholds:
         raise SystemExit(f"{spec}: the head stores no thresholds; leave out --own-settings")
-    return dict(thresholds), {k: stored[k] for k in SETTING_KEYS if k in stored}
+    defaults = SegmentConfig()
+    return dict(thresholds), {k: stored[k] if k in stored else getattr(defaults, k)
+                              for k in SETTING_KEYS}
 
 
 class _FalseAlarmTracer:

@@ -29,6 +29,22 @@ def test_own_settings_are_the_heads_stored_operating_point(cd) -> None:
     assert settings["min_event_s"] > 0 and "window_s" not in settings
 
 
+def test_own_settings_of_a_head_without_a_detection_block_are_the_scans(cd) -> None:
+    # clip-linear stores thresholds (one on the background class) and no detection block:
+    # this used to stop the benchmark with a TypeError once the detector's row was done.
+    from scanner.events.segments import SegmentConfig
+    from training.detect_eval import segment_config
+
+    thresholds, settings = cd.own_settings("clip-linear", ["clip-linear"], load_head)
+    stored = load_head("clip-linear").detection_thresholds()
+    assert "not_screaming" in stored and "not_screaming" not in thresholds
+    assert thresholds == {c: p for c, p in stored.items() if c != "not_screaming"}
+    defaults = SegmentConfig()
+    assert settings == {k: getattr(defaults, k) for k in cd.SETTING_KEYS}
+    seg = segment_config(thresholds, **settings)
+    assert seg.min_event_s == defaults.min_event_s and seg.thresholds == thresholds
+
+
 def test_own_settings_need_a_head_with_thresholds(cd) -> None:
     class Bare:
         def detection_thresholds(self):

@@ -37,6 +37,44 @@ def test_multiscale_features_are_centred_means_clipped_at_the_ends() -> None:
             np.testing.assert_allclose(got[row, k * DIM:(k + 1) * DIM], want, atol=1e-5)
 
 
+def test_multiscale_features_read_only_the_patches_the_widest_scale_reaches() -> None:
+    # A chunk of windows deep in a long file must not sum the whole file for every chunk:
+    # that made the head quadratic in file length (a 4 h file took 13 times a 1 h one).
+    # Patches out of reach are NaN here; a sum over them would poison every feature.
+    x = np.random.default_rng(5).standard_normal((5000, DIM)).astype(np.float32)
+    centre = np.arange(3000, 3100)
+    poisoned = x.copy()
+    poisoned[:3000 - 3] = np.nan
+    poisoned[3100 + 3:] = np.nan
+    got = multiscale_features(poisoned, centre, (1, 3, 7))
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got, multiscale_features(x, centre, (1, 3, 7)))
+    for row in (0, 57, 99):
+        c = centre[row]
+        np.testing.assert_allclose(got[row, 2 * DIM:], x[c - 3:c + 4].mean(axis=0), atol=1e-5)
+    assert multiscale_features(x, np.zeros(0, np.intp), (3, 7)).shape == (0, 2 * DIM)
+
+
+def test_prefix_sums_equal_numpy_cumsum_bit_for_bit() -> None:
+    from scanner.heads.context import prefix_sums
+    x = (np.random.default_rng(6).standard_normal((700, DIM)) * 1e3).astype(np.float32)
+    want = np.vstack([np.zeros((1, DIM)), np.cumsum(x.astype(np.float64), axis=0)])
+    np.testing.assert_array_equal(prefix_sums(x), want)
+    assert prefix_sums(x[:0]).shape == (1, DIM)
+
+
+def test_long_file_in_chunks_equals_one_pass() -> None:
+    from scanner.heads.base import WINDOW_CHUNK
+    head = _head()
+    n = 2 * WINDOW_CHUNK + 300
+    rng = np.random.default_rng(7)
+    emb = Embedding(rng.standard_normal((n, DIM)).astype(np.float32), np.arange(n) * 0.48, 0.96)
+    starts = np.arange(n) * 0.48
+    ends = starts + 1.44
+    whole = head.proba_from_features(head.window_features(emb, starts, ends))
+    np.testing.assert_allclose(head.predict_windows(emb, starts, ends), whole, atol=1e-6)
+
+
 def test_centre_patch_is_the_nearest_to_the_window_centre() -> None:
     starts = np.arange(10) * 0.48
     idx = centre_patches(starts, 0.96, np.array([0.0, 0.48, 3.0]), np.array([1.44, 1.92, 4.44]))

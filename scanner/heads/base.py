@@ -36,15 +36,20 @@ def window_patches(patch_starts_s: NDArray[np.float64], patch_s: float,
     centres = patch_starts_s + patch_s / 2
     lo = np.searchsorted(centres, starts_s, side="left")
     hi = np.searchsorted(centres, ends_s, side="left")
+    # Only patches starting in (t0 - patch_s, t1) can overlap a window: looking at those
+    # alone keeps a long file linear (comparing every patch for every window was quadratic).
+    near_lo = np.searchsorted(patch_starts_s, np.asarray(starts_s) - patch_s, side="right")
+    near_hi = np.searchsorted(patch_starts_s, ends_s, side="left")
     out = []
     for k in range(len(starts_s)):
         if hi[k] > lo[k] or patch_starts_s.size == 0:
             out.append(np.arange(lo[k], hi[k]))
             continue
         t0, t1 = starts_s[k], ends_s[k]
-        overlap = np.minimum(patch_starts_s + patch_s, t1) - np.maximum(patch_starts_s, t0)
-        if overlap.max() > 0:
-            out.append(np.flatnonzero(overlap >= overlap.max() - 1e-9))
+        near = np.arange(near_lo[k], max(near_lo[k], near_hi[k]))
+        overlap = np.minimum(patch_starts_s[near] + patch_s, t1) - np.maximum(patch_starts_s[near], t0)
+        if overlap.size and overlap.max() > 0:
+            out.append(near[overlap >= overlap.max() - 1e-9])
         else:
             out.append(np.array([int(np.argmin(np.abs(centres - (t0 + t1) / 2)))]))
     return out

@@ -53,19 +53,45 @@ def centre_patches(patch_starts_s: NDArray[np.float64], patch_s: float,
     return np.clip(pick, 0, len(centres) - 1).astype(np.intp)
 
 
+def prefix_sums(x: NDArray[np.floating]) -> NDArray[np.float64]:
+    """``[n, dim]`` -> ``[n + 1, dim]`` float64 running sums over rows, starting at zero.
+
+    The same sums, in the same order, as ``np.cumsum(x, axis=0)`` in float64, row by row:
+    numpy's cumsum down the rows of a wide array is strided and 15 times slower.
+    """
+    out = np.empty((x.shape[0] + 1, x.shape[1]), np.float64)
+    out[0] = 0.0
+    acc = np.zeros(x.shape[1], np.float64)
+    for i in range(x.shape[0]):
+        acc += x[i]
+        out[i + 1] = acc
+    return out
+
+
 def multiscale_features(values: NDArray[np.floating], centre: NDArray[np.intp],
                         scales: Sequence[int]) -> NDArray[np.float32]:
     """``[patches, dim]`` and ``[windows]`` centre patches -> ``[windows, dim * len(scales)]``.
 
-    Scale ``s`` is the mean of patches ``centre - s//2 .. centre + s//2`` that exist.
+    Scale ``s`` is the mean of patches ``centre - s//2 .. centre + s//2`` that exist. Only
+    the patches the widest scale reaches from these centres are summed, so a long file read
+    in chunks of windows costs time linear in its length (summing every patch for each chunk
+    made a 4 h file 13 times slower than a 1 h one).
     """
-    x = np.asarray(values, np.float64)
+    n_all = np.asarray(values).shape[0]
+    centre = np.asarray(centre, np.intp)
+    if centre.size == 0:
+        return np.zeros((0, np.asarray(values).shape[1] * len(scales)), np.float32)
+    half = max(scales) // 2
+    first = int(np.clip(centre.min() - half, 0, n_all))
+    last = int(np.clip(centre.max() + half + 1, 0, n_all))
+    x = np.asarray(values[first:last])
     n = x.shape[0]
-    csum = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    csum = prefix_sums(x)
+    local = centre - first
     parts = []
     for s in scales:
-        lo = np.clip(centre - s // 2, 0, n)
-        hi = np.clip(centre + s // 2 + 1, 0, n)
+        lo = np.clip(local - s // 2, 0, n)
+        hi = np.clip(local + s // 2 + 1, 0, n)
         parts.append((csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)[:, None])
     return np.concatenate(parts, axis=1).astype(np.float32)
 
