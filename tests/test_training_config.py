@@ -61,3 +61,14 @@ def test_command_names_folds_and_refit_only_when_it_applies() -> None:
         TrainConfig("d", "o", folds=0)
     with pytest.raises(ConfigError):
         TrainConfig("d", "o", class_weight="heavy")
+
+
+def test_detector_command_names_the_event_speed_only_when_it_is_used() -> None:
+    from training.detect_config import DetectConfig
+
+    plain = shlex.split(DetectConfig("d", "o").command())
+    assert "--event-speed" not in plain
+    fast = shlex.split(DetectConfig("d", "o", event_speed_semitones=3.0).command())
+    assert fast[fast.index("--event-speed") + 1] == "3"
+    with pytest.raises(ConfigError, match="--event-speed"):
+        DetectConfig("d", "o", event_speed_semitones=13.0)

@@ -122,6 +122,15 @@ def test_detector_end_to_end(tmp_path: Path) -> None:
     again = CliRunner().invoke(cli, ["-v", *args[:-2], "--hidden-sizes", "8"])
     assert again.exit_code == 0, again.output
     assert "embedding every patch" not in again.output and "made" not in again.output
+    # events played faster or slower are new scenes, and the head records the option
+    fast = CliRunner().invoke(cli, ["-v", *args[:-2], "--hidden-sizes", "8",
+                                    "--event-speed", "2", "-o", str(tmp_path / "fast")])
+    assert fast.exit_code == 0, fast.output
+    assert "made" in fast.output and "embedding every patch" not in fast.output
+    config = json.loads((tmp_path / "fast" / "train_config.json").read_text())
+    assert config["event_speed_semitones"] == 2.0
+    assert "--event-speed 2" in load_head(tmp_path / "fast", backbone="fake").extra[
+        "training"]["command"]
 
 
 def test_temporal_detector_end_to_end(tmp_path: Path) -> None:

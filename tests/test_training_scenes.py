@@ -63,3 +63,62 @@ def test_window_labels_follow_event_times() -> None:
         elif apart:
             assert y[k] == CLASSES.index("not_screaming")
     assert (y == -1).any()  # the edges are left out
+
+
+def _peak_hz(x: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum)) * SR / len(x)
+
+
+def test_varispeed_moves_pitch_and_length_together() -> None:
+    from training.scenes import varispeed
+
+    tone = sine(500.0, 2.0, SR)
+    up, down = varispeed(tone, 12.0), varispeed(tone, -3.0)
+    assert abs(len(up) - SR) <= 2 and abs(_peak_hz(up) - 1000.0) < 5.0
+    rate = 2.0 ** (-3.0 / 12.0)
+    assert abs(len(down) - 2 * SR / rate) <= 2 and abs(_peak_hz(down) - 500.0 * rate) < 5.0
+    assert varispeed(tone, 0.0) is tone
+
+
+def test_scene_events_played_at_another_speed_keep_their_labels_and_snr() -> None:
+    bg, ev = _pools()
+    plain = make_scene(np.random.default_rng(3), duration_s=90, background=bg, events=ev,
+                       n_events=6)
+    fast = make_scene(np.random.default_rng(3), duration_s=90, background=bg, events=ev,
+                      n_events=6, speed_semitones=4.0)
+    again = make_scene(np.random.default_rng(3), duration_s=90, background=bg, events=ev,
+                       n_events=6, speed_semitones=4.0)
+    np.testing.assert_array_equal(fast.waveform, again.waveform)
+    # every cry is a 2 s tone of 500-600 Hz: played faster or slower, its length and pitch
+    # move by the same factor (within 4 semitones), and the labels follow the new length
+    lengths = [e.offset_s - e.onset_s for e in fast.events if e.label == "cry"]
+    assert lengths and all(2.0 * 2 ** (-4 / 12) - 0.15 <= d <= 2.0 * 2 ** (4 / 12) + 0.15
+                           for d in lengths)
+    assert {round(d, 1) for d in lengths} != {2.0}
+    for e in fast.events:
+        lo, hi = int(e.onset_s * SR), int(e.offset_s * SR)
+        measured = rms_db(fast.event_tracks[e.label][lo:hi]) - rms_db(fast.bed[lo:hi])
+        assert abs(measured - e.snr_db) < 0.5
+    # without the option the scene is the one made before it existed
+    np.testing.assert_array_equal(
+        plain.waveform, make_scene(np.random.default_rng(3), duration_s=90, background=bg,
+                                   events=ev, n_events=6, speed_semitones=0.0).waveform)
+
+
+def test_scene_cache_key_changes_with_the_speed_only_when_it_is_used() -> None:
+    from dataclasses import asdict
+
+    from training.scene_sets import SceneSpec, _key
+
+    plain = SceneSpec(10, 120.0, 2.0, 0.2, True, 0)
+    blob = {k: v for k, v in asdict(plain).items() if k != "speed_semitones"}
+    import hashlib
+    import json
+
+    before = hashlib.blake2b(json.dumps({"spec": blob, "split": "train", "clips": {},
+                                         "version": 1}, sort_keys=True).encode(),
+                             digest_size=10).hexdigest()
+    assert _key(plain, "train", {}) == before  # caches made before the option stay valid
+    fast = SceneSpec(10, 120.0, 2.0, 0.2, True, 0, speed_semitones=3.0)
+    assert _key(fast, "train", {}) != before

@@ -231,7 +231,8 @@ def prepare(config: DetectConfig, *, progress: bool = True,
     n_train_scenes = int(round(config.train_scene_hours * 3600 / config.train_scene_s))
     return Prepared(dataset, items, classes, y, splits, rows, patches, weak, weak_patches,
                     scenes("train", SceneSpec(n_train_scenes, config.train_scene_s,
-                                              TRAIN_EVENTS_PER_MINUTE, 0.2, True, config.seed)),
+                                              TRAIN_EVENTS_PER_MINUTE, 0.2, True, config.seed,
+                                              config.event_speed_semitones)),
                     # validation: another seed than the benchmark's, test: the benchmark's
                     benchmark("val", config.val_hours, config.seed + 1),
                     benchmark("test", config.test_hours, config.seed),

@@ -32,6 +32,9 @@ class DetectConfig:
         class_weight: Loss weight per class (``balanced``, ``sqrt``, ``none``).
         train_scene_hours: Hours of training soundscapes (0: clip windows only).
         train_scene_s: Length of one training scene.
+        event_speed_semitones: Vari-speed augmentation of the training scenes' events: each
+            is played faster or slower by up to this many semitones
+            (:func:`training.scenes.varispeed`; 0: as recorded).
         val_hours, test_hours: Hours of validation and test soundscapes, made by the
             project benchmark's generator (``training.soundscapes.generate``) from each
             split's clips; the test set with ``test_hours`` 2 and seed 0 is the benchmark's.
@@ -71,6 +74,7 @@ class DetectConfig:
     class_weight: str = "sqrt"
     train_scene_hours: float = 3.0
     train_scene_s: float = 120.0
+    event_speed_semitones: float = 0.0
     val_hours: float = 3.0
     test_hours: float = 2.0
     eval_minutes: tuple[float, float] = (10.0, 30.0)
@@ -111,6 +115,9 @@ class DetectConfig:
                               f"{self.kernel}, {list(self.dilations)}")
         if self.hard_negative_weight < 1:
             raise ConfigError("--hard-negative-weight must be >= 1")
+        if not 0 <= self.event_speed_semitones <= 12:
+            raise ConfigError(f"--event-speed must be 0-12 semitones, "
+                              f"got {self.event_speed_semitones}")
         if self.mil and not self.weak_dir:
             object.__setattr__(self, "mil", False)
 
@@ -146,6 +153,8 @@ class DetectConfig:
                  "--epochs", str(self.epochs), "--patience", str(self.patience),
                  "--class-weight", self.class_weight,
                  "--scene-hours", str(self.train_scene_hours),
+                 *(["--event-speed", f"{self.event_speed_semitones:g}"]
+                   if self.event_speed_semitones else []),
                  "--val-hours", f"{self.val_hours:g}", "--test-hours", f"{self.test_hours:g}",
                  "--eval-minutes", ",".join(f"{m:g}" for m in self.eval_minutes),
                  "--hard-negative-weight", str(self.hard_negative_weight),

@@ -45,6 +45,8 @@ class SceneSpec:
         channels: Pass each scene through a random recording channel (band-limit,
             8 kHz mu-law, MP3 32 kb/s, or none) and a random gain.
         seed: Seeds the mixing.
+        speed_semitones: Vari-speed of each event, up to this many semitones either side
+            (:func:`training.scenes.varispeed`; 0: as recorded).
     """
 
     n_scenes: int
@@ -53,6 +55,7 @@ class SceneSpec:
     background_only: float = 0.2
     channels: bool = False
     seed: int = 0
+    speed_semitones: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,10 @@ class EmbeddedScene:
 
 
 def _key(spec: SceneSpec, split: str, digests: dict[str, Sequence[str]]) -> str:
-    blob = json.dumps({"spec": asdict(spec), "split": split, "clips": digests,
+    fields = asdict(spec)
+    if not spec.speed_semitones:  # scenes made before the option keep their cache key
+        del fields["speed_semitones"]
+    blob = json.dumps({"spec": fields, "split": split, "clips": digests,
                        "version": 1}, sort_keys=True).encode()
     return hashlib.blake2b(blob, digest_size=10).hexdigest()
 
@@ -120,7 +126,7 @@ def scene_set(split: str, spec: SceneSpec, *, background: Sequence[NDArray[np.fl
         n_events = 0 if bg_only else max(1, int(rng.poisson(spec.events_per_minute
                                                              * spec.duration_s / 60)))
         scene = make_scene(rng, duration_s=spec.duration_s, background=background, events=events,
-                           n_events=n_events)
+                           n_events=n_events, speed_semitones=spec.speed_semitones)
         wave, channel = scene.waveform, "original"
         if spec.channels:
             channel = names[int(rng.integers(len(names)))]

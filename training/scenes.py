@@ -110,10 +110,25 @@ def make_bed(rng: np.random.Generator, background: Sequence[NDArray[np.float32]]
     return bed
 
 
+def varispeed(x: NDArray[np.float32], semitones: float) -> NDArray[np.float32]:
+    """``x`` played faster (``semitones`` > 0) or slower, as a tape would: pitch and tempo
+    change together by ``2 ** (semitones / 12)``. Another baby's cry is higher or lower and
+    quicker or slower; this makes new event instances from the few distinct clips there are.
+    """
+    import soxr
+
+    if semitones == 0.0 or len(x) == 0:
+        return x
+    rate = 2.0 ** (semitones / 12.0)
+    # resampled to fewer samples (rate > 1), then read at the original rate: faster, higher
+    y = soxr.resample(x.astype(np.float32), SAMPLE_RATE_HZ * rate, SAMPLE_RATE_HZ, quality="HQ")
+    return np.asarray(y, np.float32)
+
+
 def make_scene(rng: np.random.Generator, *, duration_s: float,
                background: Sequence[NDArray[np.float32]],
                events: dict[str, Sequence[NDArray[np.float32]]], n_events: int,
-               snr_db: tuple[float, float] = SNR_DB) -> Scene:
+               snr_db: tuple[float, float] = SNR_DB, speed_semitones: float = 0.0) -> Scene:
     """A scene of ``duration_s`` with ``n_events`` non-overlapping events.
 
     Args:
@@ -124,6 +139,9 @@ def make_scene(rng: np.random.Generator, *, duration_s: float,
             uniformly among the classes, then a clip of it.
         n_events: Events to insert (fewer when they do not fit).
         snr_db: Range of the event-to-bed level ratio over the event's sound.
+        speed_semitones: Each event is played faster or slower (:func:`varispeed`) by a
+            shift drawn uniformly from this many semitones either side (0: as recorded; no
+            draw, so a scene without it is the same as before the option existed).
     """
     n = int(duration_s * SAMPLE_RATE_HZ)
     bed = make_bed(rng, background, n)
@@ -138,6 +156,8 @@ def make_scene(rng: np.random.Generator, *, duration_s: float,
         label = classes[int(rng.integers(len(classes)))]
         k = int(rng.integers(len(events[label])))
         clip = events[label][k]
+        if speed_semitones > 0:
+            clip = varispeed(clip, float(rng.uniform(-speed_semitones, speed_semitones)))
         a, b = active_span(clip)
         sound = clip[a:b]
         if len(sound) < SAMPLE_RATE_HZ // 4 or len(sound) + 2 * gap >= n:

@@ -128,6 +128,11 @@ def parse_hidden(values: tuple[str, ...]) -> tuple[int, ...]:
               help="With --detector --arch temporal: one dilation per residual block.")
 @click.option("--scene-hours", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="With --detector: hours of training soundscapes (0: clip windows only).")
+@click.option("--event-speed", "event_speed", type=click.FloatRange(0, 12), default=0.0,
+              show_default=True,
+              help="With --detector: play each training soundscape's events faster or slower "
+                   "by up to this many semitones either side (pitch and tempo together), so "
+                   "few distinct clips give more distinct events (0: as recorded).")
 @click.option("--val-hours", type=click.FloatRange(min=0, min_open=True), default=3.0,
               show_default=True,
               help="With --detector: hours of validation soundscapes (thresholds, calibration).")
@@ -152,7 +157,7 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
           weak_dir: Path | None, mil: bool, scales: str, scene_hours: float, val_hours: float,
           test_hours: float, eval_minutes: str, hard_negative_weight: int, fa_budget: float,
           arch: str = "context", kernel: int = 5, dilations: str = "1,2,4",
-          add: tuple[Path, ...] = ()) -> None:
+          add: tuple[Path, ...] = (), event_speed: float = 0.0) -> None:
     """Train a head on a labelled folder: one subfolder per label (or --manifest).
 
     Embeds every clip with the frozen backbone (as-is and band-limited; cached, so a
@@ -180,7 +185,8 @@ def train(ctx: click.Context, data_dir: Path, out_dir: Path, backbone: str, mode
                         weak_dir=weak_dir, mil=mil, scales=scales, scene_hours=scene_hours,
                         val_hours=val_hours, test_hours=test_hours,
                         eval_minutes=eval_minutes, hard_negative_weight=hard_negative_weight,
-                        fa_budget=fa_budget, arch=arch, kernel=kernel, dilations=dilations)
+                        fa_budget=fa_budget, arch=arch, kernel=kernel, dilations=dilations,
+                        event_speed=event_speed)
         return
     try:
         config = TrainConfig(
@@ -257,7 +263,8 @@ def _train_detector(ctx: click.Context, verbosity: int, **opts) -> None:
                                  param_hint="--eval-minutes") from None
     if len(minutes) == 1:
         minutes = (minutes[0], minutes[0])
-    renamed = {"scene_hours": "train_scene_hours", "fa_budget": "fa_budget_per_hour"}
+    renamed = {"scene_hours": "train_scene_hours", "fa_budget": "fa_budget_per_hour",
+               "event_speed": "event_speed_semitones"}
     known = {f.name for f in fields(DetectConfig)}
     values: dict = {"data_dir": str(opts.pop("data_dir")), "out_dir": str(opts.pop("out_dir")),
                     "scales": scales, "eval_minutes": minutes, "dilations": dilations}
