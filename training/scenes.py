@@ -115,10 +115,10 @@ def varispeed(x: NDArray[np.float32], semitones: float) -> NDArray[np.float32]:
     change together by ``2 ** (semitones / 12)``. Another baby's cry is higher or lower and
     quicker or slower; this makes new event instances from the few distinct clips there are.
     """
-    import soxr
-
     if semitones == 0.0 or len(x) == 0:
         return x
+    import soxr
+
     rate = 2.0 ** (semitones / 12.0)
     # resampled to fewer samples (rate > 1), then read at the original rate: faster, higher
     y = soxr.resample(x.astype(np.float32), SAMPLE_RATE_HZ * rate, SAMPLE_RATE_HZ, quality="HQ")
